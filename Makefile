@@ -1,0 +1,55 @@
+# scenelake: `make run` and `make test` do all the set-up they need (idempotently).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SCENELAKE := $(BIN)/scenelake
+
+.PHONY: help setup run test test-unit test-integration trino-up trino-down trino-status \
+        lint clean submit
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## Install everything (venv, Delta jars, Trino) once; later runs download nothing
+	@$(PYTHON) provision/setup.py
+
+run: setup ## Start Trino, land the sample, run the pipeline, print the tables from Trino
+	@$(SCENELAKE) trino up
+	@$(SCENELAKE) sample
+	@$(SCENELAKE) run ingest_captures
+	@echo; echo "Row counts, queried through Trino:"
+	@$(SCENELAKE) tables
+	@echo; $(SCENELAKE) connect-info
+	@echo "Stop Trino with: make trino-down"
+
+test: setup ## Run every test (unit and integration) against real Spark, Delta, Trino and GE
+	@$(BIN)/pytest
+
+test-unit: setup ## Only the unit tests
+	@$(BIN)/pytest -m unit
+
+test-integration: setup ## Only the integration tests
+	@$(BIN)/pytest -m integration
+
+trino-up: setup ## Start the embedded Trino server (no-op when running)
+	@$(SCENELAKE) trino up
+
+trino-down: ## Stop the embedded Trino server
+	@$(SCENELAKE) trino down
+
+trino-status: ## Is Trino running? (exit 1 when not)
+	@$(SCENELAKE) trino status
+
+submit: setup ## Run JOB under spark-submit as a scheduler would: make submit JOB=ingest_captures
+	@test -n "$(JOB)" || { echo "usage: make submit JOB=<job>"; exit 2; }
+	@$(BIN)/spark-submit $$($(SCENELAKE) submit-args) jobs/$(JOB).py
+
+lint: setup ## ruff and mypy
+	@$(BIN)/ruff check .
+	@$(BIN)/mypy
+
+clean: trino-down ## Stop Trino and delete the local lake, landing zone and server state
+	rm -rf lake landing state

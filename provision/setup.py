@@ -1,0 +1,284 @@
+"""Bring a fresh machine to a runnable scenelake: venv, Delta jars, Trino server, JDK check.
+
+Runs with the system python3 and its standard library only, because it is what creates the
+virtual environment. Every step is idempotent: a stamp file records what was installed from
+which pins, so a second run does no download. Every failure is one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scenelake.settings import read_versions  # noqa: E402  (stdlib only, shared with the package)
+
+CACHE = Path(os.environ.get("SCENELAKE_CACHE", ROOT / ".cache"))
+VENV = Path(os.environ.get("SCENELAKE_VENV", ROOT / ".venv"))
+STAMPS = CACHE / "stamps"
+LOGS = CACHE / "logs"
+
+DELTA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>scenelake</groupId>
+  <artifactId>delta-jars</artifactId>
+  <version>1</version>
+  <dependencies>
+    <dependency>
+      <groupId>io.delta</groupId>
+      <artifactId>{artifact}</artifactId>
+      <version>{version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+KEPT_TRINO_PLUGINS = {"delta-lake"}
+
+
+class ProvisionError(Exception):
+    """A prerequisite is missing or a download failed; the message says what to do."""
+
+
+def log(msg: str) -> None:
+    print(f"[setup] {msg}", flush=True)
+
+
+def stamp_ok(name: str, key: str) -> bool:
+    stamp = STAMPS / name
+    return stamp.exists() and stamp.read_text() == key
+
+
+def write_stamp(name: str, key: str) -> None:
+    STAMPS.mkdir(parents=True, exist_ok=True)
+    (STAMPS / name).write_text(key)
+
+
+def run_logged(cmd: list[str], logname: str, what: str, hint: str | Callable[[str], str]) -> str:
+    """Run a command with its output in a log file; raise a one-line error on failure."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    logfile = LOGS / logname
+    with logfile.open("w") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+    text = logfile.read_text()
+    if proc.returncode != 0:
+        advice = hint(text) if callable(hint) else hint
+        raise ProvisionError(f"{what} failed (exit {proc.returncode}): {advice} (log: {logfile})")
+    return text
+
+
+def require_tool(name: str, install_hint: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise ProvisionError(f"`{name}` not found on PATH: {install_hint}")
+    return found
+
+
+def java_major(java: Path) -> int:
+    out = subprocess.run([str(java), "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)', out)
+    if not match:
+        raise ProvisionError(f"could not read the version of {java}: {out.strip()[:120]}")
+    return int(match.group(1))
+
+
+def check_python(pins: dict[str, str]) -> None:
+    want = tuple(int(p) for p in pins["PYTHON_MIN"].split("."))
+    if sys.version_info[:2] < want:
+        raise ProvisionError(
+            f"Python {pins['PYTHON_MIN']}+ needed, this is {sys.version.split()[0]}: "
+            "install a newer python3 (apt-get install python3) and rerun `make setup`")
+
+
+def trino_java_home(pins: dict[str, str]) -> Path:
+    home = Path(os.environ.get("SCENELAKE_TRINO_JAVA_HOME") or pins["TRINO_JAVA_HOME"])
+    java = home / "bin" / "java"
+    minimum = int(pins["TRINO_JAVA_MIN"])
+    if not java.exists():
+        raise ProvisionError(
+            f"JDK {minimum}+ for Trino not found at {home}: install a Temurin 25 JDK there, "
+            "or set SCENELAKE_TRINO_JAVA_HOME to a JDK 25 folder")
+    major = java_major(java)
+    if major < minimum:
+        raise ProvisionError(
+            f"Trino {pins['TRINO_VERSION']} needs JDK {minimum}+, {home} is JDK {major}: "
+            "set SCENELAKE_TRINO_JAVA_HOME to a JDK 25 folder")
+    modules = subprocess.run([str(java), "--list-modules"], capture_output=True, text=True).stdout
+    if "jdk.incubator.vector" not in modules:
+        raise ProvisionError(f"{home} lacks the jdk.incubator.vector module Trino needs: use a full JDK 25")
+    return home
+
+
+def check_spark_java(pins: dict[str, str]) -> None:
+    home = os.environ.get("SCENELAKE_SPARK_JAVA_HOME") or pins.get("SPARK_JAVA_HOME") or ""
+    java = Path(home) / "bin" / "java" if home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise ProvisionError("no `java` for Spark: apt-get install openjdk-17-jdk-headless, "
+                             "or set SCENELAKE_SPARK_JAVA_HOME")
+    major = java_major(Path(java))
+    if major not in (17, 21):
+        raise ProvisionError(f"Spark {pins['SPARK_VERSION']} runs on Java 17 or 21, `{java}` is {major}: "
+                             "set SCENELAKE_SPARK_JAVA_HOME to a JDK 17 or 21")
+
+
+def setup_venv() -> None:
+    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    python = VENV / "bin" / "python"
+    if python.exists() and stamp_ok("venv", key):
+        log(f"python environment up to date ({VENV})")
+        return
+    log(f"installing Python dependencies into {VENV} (a few minutes the first time)")
+    if not python.exists():
+        run_logged([sys.executable, "-m", "venv", str(VENV)], "venv.log", "creating the virtualenv",
+                   "install the venv module (apt-get install python3-venv)")
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
+    run_logged(pip + ["install", "-q", "--upgrade", "pip"], "pip.log", "upgrading pip", pip_hint)
+    run_logged(pip + ["install", "-q", "-e", f"{ROOT}[dev]"], "pip.log", "pip install", pip_hint)
+    run_logged(pip + ["check"], "pip-check.log", "pip check", "conflicting pins in pyproject.toml")
+    write_stamp("venv", key)
+
+
+def pip_hint(text: str) -> str:
+    if re.search(r"(Network is unreachable|Could not fetch|ConnectionError|Max retries)", text):
+        return "cannot reach PyPI: check the network or the pip index settings (pip config list)"
+    lines = [ln for ln in text.splitlines() if "ERROR" in ln]
+    return lines[-1].strip()[:200] if lines else "see the log"
+
+
+def maven_hint(text: str) -> str:
+    if re.search(r"(Unknown host|UnknownHost|Connection refused|Network is unreachable|"
+                 r"Could not transfer|offline mode|Connect to .* failed|timed out)", text):
+        return "cannot reach Maven Central: check the network or ~/.m2/settings.xml (mirror/proxy)"
+    if "Could not find artifact" in text or "Could not resolve" in text:
+        missing = re.search(r"Could not (?:find|resolve) artifact ([^\s]+)", text)
+        what = missing.group(1) if missing else "an artifact"
+        return f"{what} is not served by Maven Central: change the pin in versions.env"
+    return "see the log"
+
+
+def maven_args() -> list[str]:
+    """Extra Maven arguments, e.g. a local repository or -o; used by tests to simulate no network."""
+    return os.environ.get("SCENELAKE_MVN_ARGS", "").split()
+
+
+def setup_delta_jars(pins: dict[str, str]) -> None:
+    spark_minor = ".".join(pins["SPARK_VERSION"].split(".")[:2])
+    artifact = f"delta-spark_{spark_minor}_{pins['SCALA_BINARY']}"
+    key = f"{artifact}:{pins['DELTA_VERSION']}:without-spark-jars"
+    target = CACHE / "jars"
+    if stamp_ok("delta-jars", key) and any(target.glob("*.jar")):
+        log(f"Delta Lake jars up to date ({target})")
+        return
+    mvn = require_tool("mvn", "apt-get install maven")
+    log(f"resolving io.delta:{artifact}:{pins['DELTA_VERSION']} and its dependencies with Maven into {target}")
+    pom = CACHE / "delta-jars.pom.xml"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    pom.write_text(DELTA_POM.format(artifact=artifact, version=pins["DELTA_VERSION"]))
+    shutil.rmtree(target, ignore_errors=True)
+    run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
+                f"-DoutputDirectory={target}", "-DincludeScope=runtime",
+                # Spark brings its own Scala and Spark jars; a second copy on the classpath breaks it.
+                "-DexcludeGroupIds=org.scala-lang,org.apache.spark"],
+               "maven-delta.log", "resolving the Delta Lake jars", maven_hint)
+    dropped = drop_jars_spark_ships(target)
+    log(f"kept {len(list(target.glob('*.jar')))} jars; dropped {dropped} that Spark already ships")
+    write_stamp("delta-jars", key)
+
+
+def artifact_name(jar: Path) -> str:
+    return re.sub(r"-\d[^-]*(-[^-]*)?\.jar$", "", jar.name)
+
+
+def drop_jars_spark_ships(target: Path) -> int:
+    """Remove resolved jars that pyspark already has in another version: a second copy of
+    jackson, hadoop or parquet on the classpath is a class-loading accident waiting to happen."""
+    spark_jars = list((VENV / "lib").glob("python3*/site-packages/pyspark/jars"))
+    if not spark_jars:
+        raise ProvisionError(f"pyspark is not installed in {VENV}: run `make setup` (all steps)")
+    shipped = {artifact_name(j) for j in spark_jars[0].glob("*.jar")}
+    dropped = 0
+    for jar in target.glob("*.jar"):
+        if artifact_name(jar) in shipped:
+            jar.unlink()
+            dropped += 1
+    return dropped
+
+
+def setup_trino(pins: dict[str, str]) -> None:
+    version = pins["TRINO_VERSION"]
+    home = CACHE / f"trino-server-{version}"
+    key = f"trino-server:{version}:plugins={','.join(sorted(KEPT_TRINO_PLUGINS))}"
+    if stamp_ok("trino", key) and (home / "bin" / "launcher").exists():
+        log(f"Trino {version} up to date ({home})")
+        return
+    mvn = require_tool("mvn", "apt-get install maven")
+    tar = require_tool("tar", "apt-get install tar")
+    coord = f"io.trino:trino-server:{version}:tar.gz"
+    log(f"fetching {coord} with Maven (about 820 MB, once)")
+    started = time.monotonic()
+    run_logged([mvn, "-B", *maven_args(), "dependency:get", f"-Dartifact={coord}", "-Dtransitive=false"],
+               "maven-trino.log", f"downloading Trino {version}", maven_hint)
+    repo = local_maven_repo()
+    tarball = repo / "io" / "trino" / "trino-server" / version / f"trino-server-{version}.tar.gz"
+    if not tarball.exists():
+        raise ProvisionError(f"Maven reported success but {tarball} is missing: rerun `make setup`")
+    log(f"downloaded in {time.monotonic() - started:.0f}s; unpacking the server and the Delta Lake plugin")
+    staging = CACHE / f".trino-server-{version}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    prefix = f"trino-server-{version}"
+    # The plugins' jars are hard links between plugin folders, so unpack them all, then keep
+    # only delta-lake: the server loads every plugin folder at start and ~60 of them cost time.
+    run_logged([tar, "-xzf", str(tarball), "-C", str(staging), "--strip-components=1",
+                f"{prefix}/lib", f"{prefix}/bin", f"{prefix}/plugin", f"{prefix}/NOTICE"],
+               "untar-trino.log", "unpacking Trino", "is the disk full? (df -h)")
+    for plugin in (staging / "plugin").iterdir():
+        if plugin.name not in KEPT_TRINO_PLUGINS:
+            shutil.rmtree(plugin)
+    shutil.rmtree(home, ignore_errors=True)
+    staging.rename(home)
+    write_stamp("trino", key)
+
+
+def local_maven_repo() -> Path:
+    for arg in maven_args():
+        if arg.startswith("-Dmaven.repo.local="):
+            return Path(arg.split("=", 1)[1])
+    return Path.home() / ".m2" / "repository"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", choices=["check", "venv", "jars", "trino"],
+                        help="run one step (default: all)")
+    args = parser.parse_args(argv)
+    pins = read_versions()
+    steps = {
+        "check": lambda: (check_python(pins), check_spark_java(pins), trino_java_home(pins)),
+        "venv": setup_venv,
+        "jars": lambda: setup_delta_jars(pins),
+        "trino": lambda: setup_trino(pins),
+    }
+    try:
+        for name, step in steps.items():
+            if args.only in (None, name):
+                step()
+    except ProvisionError as exc:
+        print(f"scenelake setup: error: {exc}", file=sys.stderr)
+        return 2
+    log("ready")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

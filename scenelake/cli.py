@@ -1,0 +1,180 @@
+"""The `scenelake` command: run jobs, manage the embedded Trino, query the lake.
+
+Every subcommand reads the environment from scenelake.settings (SCENELAKE_ENV, default
+`embedded`), so the same commands work against a cluster.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from scenelake.settings import PROJECT_ROOT, SettingsError, load_settings
+
+JOBS_DIR = PROJECT_ROOT / "jobs"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"scenelake: error: {message}", err=True)
+    sys.exit(code)
+
+
+def job_names() -> list[str]:
+    return sorted(p.stem for p in JOBS_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """scenelake: Spark + Delta Lake + Trino lakehouse for people-understanding models.
+
+    \b
+    Quick start:  make run        (set up, start Trino, run the pipeline on a sample)
+                  make test       (the whole suite against real Spark and Trino)
+    Environment:  SCENELAKE_ENV=embedded|cluster, overrides SCENELAKE_<KEY> (see conf/).
+    """
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("job", required=False)
+@click.pass_context
+def run(ctx: click.Context, job: str | None) -> None:
+    """Run JOB (a module in jobs/) with its own arguments; without JOB, list the jobs.
+
+    The same file runs under a scheduler as `spark-submit $(scenelake submit-args) jobs/JOB.py`.
+    """
+    if job is None:
+        for name in job_names():
+            doc = (importlib.import_module(f"jobs.{name}").__doc__ or "").strip().splitlines()
+            click.echo(f"{name:24} {doc[0] if doc else ''}")
+        return
+    if job not in job_names():
+        _fail(f"no job {job!r}; jobs: {', '.join(job_names())}")
+    module = importlib.import_module(f"jobs.{job}")
+    sys.exit(module.main(ctx.args))
+
+
+@main.command("submit-args")
+def submit_args_cmd() -> None:
+    """Print the spark-submit arguments (master, Delta jars, confs) of this environment."""
+    from scenelake.spark import SparkSetupError, submit_args
+
+    try:
+        click.echo(" ".join(submit_args()))
+    except SparkSetupError as exc:
+        _fail(str(exc))
+
+
+@main.group()
+def trino() -> None:
+    """Start, stop and inspect the embedded single-node Trino server."""
+
+
+def _server():  # type: ignore[no-untyped-def]
+    from scenelake.trino_server import TrinoServer
+
+    return TrinoServer(load_settings())
+
+
+@trino.command()
+@click.option("--timeout", default=180, show_default=True, help="seconds to wait for readiness")
+def up(timeout: int) -> None:
+    """Start Trino (no-op when it already runs) and wait until it accepts queries."""
+    from scenelake.trino_server import TrinoServerError
+
+    try:
+        status = _server().up(timeout=timeout)
+    except TrinoServerError as exc:
+        _fail(str(exc))
+    click.echo(status.detail)
+
+
+@trino.command()
+def down() -> None:
+    """Stop Trino."""
+    click.echo("Trino stopped" if _server().down() else "Trino was not running")
+
+
+@trino.command()
+def status() -> None:
+    """Say whether Trino runs; exit 1 when it does not (or is not ready yet)."""
+    current = _server().status()
+    click.echo(current.detail)
+    sys.exit(0 if current.ready else 1)
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--user", default=None, help="Trino user (default: the configured one)")
+def query(sql: str, user: str | None) -> None:
+    """Run SQL on Trino and print the rows as a table."""
+    from scenelake.trino_client import connect
+
+    cur = connect(load_settings(), user).cursor()
+    try:
+        cur.execute(sql)
+        rows = cur.fetchall()
+    except Exception as exc:  # the client's errors carry Trino's message
+        _fail(str(getattr(exc, "message", exc)))
+    click.echo(format_table([d[0] for d in cur.description], rows))
+
+
+@main.command()
+def tables() -> None:
+    """Row counts of every table registered in Trino."""
+    from scenelake.trino_client import row_counts
+
+    settings = load_settings()
+    counts = row_counts(settings)
+    click.echo(format_table(["table", "rows"], counts))
+
+
+@main.command()
+def connect_info() -> None:
+    """How to reach Trino: CLI, Python client, JDBC URL."""
+    click.echo(connection_help(load_settings()))
+
+
+def connection_help(settings) -> str:  # type: ignore[no-untyped-def]
+    host, port, cat = settings.trino_host, settings.trino_port, settings.trino_catalog
+    return "\n".join([
+        f"Trino at http://{host}:{port} (catalog {cat}, schemas bronze/silver/gold)",
+        f"  CLI:    scenelake query \"select * from {cat}.silver.captures limit 5\"",
+        f"          java -jar trino-cli-executable.jar --server {host}:{port} --catalog {cat}",
+        f"  Python: trino.dbapi.connect(host='{host}', port={port}, user='analyst', catalog='{cat}')",
+        f"  JDBC:   jdbc:trino://{host}:{port}/{cat}",
+    ])
+
+
+def format_table(header: list[str], rows: list[list[object]] | list[tuple[object, ...]]) -> str:
+    cells = [[str(h) for h in header]] + [["NULL" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@main.command("sample")
+@click.option("--force", is_flag=True, help="copy even if the landing zone has manifests")
+def sample_cmd(force: bool) -> None:
+    """Copy the built-in sample manifests into the landing zone (local lakes only)."""
+    settings = load_settings()
+    if "://" in settings.landing_root:
+        _fail("the landing zone is remote; copy the sample with your object-store tools")
+    target = Path(settings.landing_root) / "manifests"
+    target.mkdir(parents=True, exist_ok=True)
+    for src in sorted((Path(__file__).parent / "sample").glob("*.jsonl")):
+        dest = target / src.name
+        if force or not dest.exists():
+            shutil.copyfile(src, dest)
+            click.echo(f"landed {dest}")
+
+
+def entry() -> None:
+    try:
+        main()
+    except SettingsError as exc:
+        _fail(str(exc))

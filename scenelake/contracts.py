@@ -1,0 +1,195 @@
+"""Table contracts: `schemas/<layer>/<table>.yaml` is the truth about every table.
+
+Spark schemas, Trino column types, generated quality expectations and docs are derived from
+these files, never written again by hand. The type grammar is Spark's DDL subset we use:
+string, int, long, double, boolean, date, timestamp, array<T>, map<K,V>, struct<a:T,...>.
+The parser is hand-written (about 40 lines) because pyspark's own DDL parser needs a running
+JVM, and contracts are read by tools that never start one (docs, SQL checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyspark.sql import types as T
+
+from scenelake.settings import LAYERS, PROJECT_ROOT
+
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+
+PRIMITIVES: dict[str, tuple[T.DataType, str]] = {
+    "string": (T.StringType(), "varchar"),
+    "int": (T.IntegerType(), "integer"),
+    "long": (T.LongType(), "bigint"),
+    "double": (T.DoubleType(), "double"),
+    "boolean": (T.BooleanType(), "boolean"),
+    "date": (T.DateType(), "date"),
+    # Delta timestamps are instants; Trino's Delta connector reads them at millisecond precision.
+    "timestamp": (T.TimestampType(), "timestamp(3) with time zone"),
+}
+
+
+class ContractError(Exception):
+    """A contract file is malformed, or data does not match its contract."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+    description: str
+    pii: bool = False
+    allowed: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+@dataclass(frozen=True)
+class Contract:
+    layer: str
+    table: str
+    grain: str
+    description: str
+    primary_key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    partition_by: tuple[str, ...] = ()
+    path: Path = field(default=Path(), compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer}.{self.table}"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise ContractError(f"{self.name}: no column {name!r} in {self.path}")
+
+    def spark_schema(self) -> T.StructType:
+        return T.StructType([T.StructField(c.name, spark_type(c.type), c.nullable)
+                             for c in self.columns])
+
+    def trino_columns(self) -> list[tuple[str, str]]:
+        return [(c.name, trino_type(c.type)) for c in self.columns]
+
+    def check_dataframe_schema(self, schema: T.StructType) -> None:
+        """Raise unless a DataFrame about to be written has exactly the contract's columns."""
+        got = {f.name: f.dataType for f in schema.fields}
+        want = {c.name: spark_type(c.type) for c in self.columns}
+        extra = sorted(set(got) - set(want))
+        missing = sorted(set(want) - set(got))
+        if extra or missing:
+            raise ContractError(f"{self.name}: columns not in the contract {extra}, "
+                                f"contract columns missing {missing} ({self.path})")
+        for name, dtype in want.items():
+            if got[name] != dtype:
+                raise ContractError(f"{self.name}.{name}: type {got[name].simpleString()} "
+                                    f"but the contract says {dtype.simpleString()}")
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _parse(type_text: str) -> tuple[T.DataType, str]:
+    text = type_text.strip()
+    if text in PRIMITIVES:
+        return PRIMITIVES[text]
+    head, _, rest = text.partition("<")
+    if not rest.endswith(">"):
+        raise ContractError(f"unknown type {type_text!r}")
+    inner = rest[:-1]
+    if head == "array":
+        spark, trino = _parse(inner)
+        return T.ArrayType(spark, True), f"array({trino})"
+    if head == "map":
+        key, value = (_parse(p) for p in _split_top(inner))
+        return T.MapType(key[0], value[0], True), f"map({key[1]}, {value[1]})"
+    if head == "struct":
+        fields, trino_fields = [], []
+        for part in _split_top(inner):
+            fname, _, ftype = part.partition(":")
+            spark, trino = _parse(ftype)
+            fields.append(T.StructField(fname.strip(), spark, True))
+            trino_fields.append(f"{fname.strip()} {trino}")
+        return T.StructType(fields), f"row({', '.join(trino_fields)})"
+    raise ContractError(f"unknown type {type_text!r}")
+
+
+def spark_type(type_text: str) -> T.DataType:
+    return _parse(type_text)[0]
+
+
+def trino_type(type_text: str) -> str:
+    return _parse(type_text)[1]
+
+
+def _column(raw: dict[str, Any], where: Path) -> Column:
+    missing = [k for k in ("name", "type", "nullable", "description") if k not in raw]
+    if missing:
+        raise ContractError(f"{where}: column {raw.get('name', '?')!r} lacks {missing}")
+    spark_type(raw["type"])  # validate now, not at first use
+    return Column(
+        name=raw["name"], type=raw["type"], nullable=bool(raw["nullable"]),
+        description=raw["description"], pii=bool(raw.get("pii", False)),
+        allowed=tuple(raw["allowed"]) if "allowed" in raw else None,
+        minimum=raw.get("min"), maximum=raw.get("max"),
+    )
+
+
+def load_contract_file(path: Path) -> Contract:
+    raw = yaml.safe_load(path.read_text())
+    for key in ("table", "layer", "grain", "description", "primary_key", "columns"):
+        if key not in raw:
+            raise ContractError(f"{path}: missing {key!r}")
+    if raw["layer"] not in LAYERS or path.parent.name != raw["layer"] or path.stem != raw["table"]:
+        raise ContractError(f"{path}: layer/table must match the file's place "
+                            f"(schemas/{raw['layer']}/{raw['table']}.yaml)")
+    contract = Contract(
+        layer=raw["layer"], table=raw["table"], grain=raw["grain"],
+        description=raw["description"], primary_key=tuple(raw["primary_key"]),
+        columns=tuple(_column(c, path) for c in raw["columns"]),
+        partition_by=tuple(raw.get("partition_by", [])), path=path,
+    )
+    unknown = [k for k in (*contract.primary_key, *contract.partition_by)
+               if k not in contract.column_names]
+    if unknown:
+        raise ContractError(f"{path}: key or partition columns {unknown} are not columns")
+    return contract
+
+
+@cache
+def all_contracts(root: Path = SCHEMAS_DIR) -> dict[str, Contract]:
+    contracts = {}
+    for path in sorted(root.glob("*/*.yaml")):
+        contract = load_contract_file(path)
+        contracts[contract.name] = contract
+    return contracts
+
+
+def contract(name: str, root: Path = SCHEMAS_DIR) -> Contract:
+    """The contract of `layer.table`; a job that writes a table without one fails here."""
+    contracts = all_contracts(root)
+    if name not in contracts:
+        raise ContractError(f"no contract for table {name!r}: add schemas/"
+                            f"{name.replace('.', '/')}.yaml")
+    return contracts[name]

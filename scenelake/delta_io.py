@@ -1,0 +1,89 @@
+"""Reading and writing Delta tables by contract name, so a job never hand-builds a path.
+
+Every write checks the DataFrame against the table's contract first: a job cannot write a
+table that has no contract, or a column the contract lacks.
+"""
+
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from scenelake.contracts import Contract, contract
+from scenelake.settings import Settings
+
+
+def table_exists(spark: SparkSession, settings: Settings, name: str) -> bool:
+    layer, table = name.split(".")
+    return DeltaTable.isDeltaTable(spark, settings.table_path(layer, table))
+
+
+def read_table(spark: SparkSession, settings: Settings, name: str,
+               version: int | None = None) -> DataFrame:
+    layer, table = name.split(".")
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(settings.table_path(layer, table))
+
+
+def table_version(spark: SparkSession, settings: Settings, name: str) -> int | None:
+    if not table_exists(spark, settings, name):
+        return None
+    layer, table = name.split(".")
+    history = DeltaTable.forPath(spark, settings.table_path(layer, table)).history(1)
+    return int(history.select("version").first()[0])  # type: ignore[index]
+
+
+def last_commit_metadata(spark: SparkSession, settings: Settings, name: str) -> str | None:
+    """The userMetadata of the table's newest commit (jobs record their inputs there)."""
+    if not table_exists(spark, settings, name):
+        return None
+    layer, table = name.split(".")
+    row = DeltaTable.forPath(spark, settings.table_path(layer, table)).history(1).first()
+    return row["userMetadata"] if row else None  # type: ignore[index]
+
+
+def _conformed(df: DataFrame, table: Contract) -> DataFrame:
+    table.check_dataframe_schema(df.schema)
+    return df.select(*table.column_names)
+
+
+def _writer_options(commit_metadata: str | None) -> dict[str, str]:
+    return {"userMetadata": commit_metadata} if commit_metadata else {}
+
+
+def append(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
+           commit_metadata: str | None = None) -> None:
+    table = contract(name)
+    writer = _conformed(df, table).write.format("delta").mode("append")
+    if table.partition_by:
+        writer = writer.partitionBy(*table.partition_by)
+    writer.options(**_writer_options(commit_metadata)).save(
+        settings.table_path(table.layer, table.table))
+
+
+def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
+          commit_metadata: str | None = None) -> None:
+    """Upsert on the contract's primary key: one atomic commit, so a rerun converges.
+
+    Rows whose every column already equals the target's are not rewritten.
+    """
+    table = contract(name)
+    source = _conformed(df, table)
+    path = settings.table_path(table.layer, table.table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        append(spark, settings, name, source, commit_metadata)
+        return
+    key = " and ".join(f"t.`{k}` = s.`{k}`" for k in table.primary_key)
+    changed = " or ".join(f"not (t.`{c}` <=> s.`{c}`)" for c in table.column_names
+                          if c not in table.primary_key)
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", commit_metadata or "")
+    try:
+        (DeltaTable.forPath(spark, path).alias("t")
+         .merge(source.alias("s"), key)
+         .whenMatchedUpdateAll(condition=changed or None)
+         .whenNotMatchedInsertAll()
+         .execute())
+    finally:
+        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")

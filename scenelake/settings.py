@@ -1,0 +1,114 @@
+"""The one place that decides the environment: which Spark, which lake root, which Trino.
+
+A profile file `conf/<SCENELAKE_ENV>.toml` (default `embedded`) gives every value; an
+environment variable `SCENELAKE_<KEY>` overrides one. Nothing else in scenelake reads the
+environment to find data, so a job runs the same locally and under spark-submit on a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(os.environ.get("SCENELAKE_HOME", Path(__file__).resolve().parent.parent))
+LAYERS = ("bronze", "silver", "gold", "ops")
+
+
+class SettingsError(Exception):
+    """The configuration is missing or inconsistent; the message names the key to fix."""
+
+
+def read_versions(path: Path = PROJECT_ROOT / "versions.env") -> dict[str, str]:
+    """The pins in versions.env (also read by provision/setup.py with the same rules)."""
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pins[key.strip()] = value.strip()
+    return pins
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    spark_master: str
+    lake_root: str
+    landing_root: str
+    state_dir: Path
+    trino_host: str
+    trino_port: int
+    trino_user: str
+    trino_catalog: str
+    trino_heap: str
+    trino_query_max_memory_per_node: str
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_local_lake(self) -> bool:
+        return "://" not in self.lake_root or self.lake_root.startswith("file://")
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(os.environ.get("SCENELAKE_CACHE", PROJECT_ROOT / ".cache"))
+
+    def table_path(self, layer: str, table: str) -> str:
+        """Where Spark reads and writes a table."""
+        if layer not in LAYERS:
+            raise SettingsError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
+        return f"{self.lake_root.rstrip('/')}/{layer}/{table}"
+
+    def trino_location(self, layer: str, table: str) -> str:
+        """The same table as Trino's file systems name it (local:// or s3://)."""
+        path = self.table_path(layer, table)
+        if self.is_local_lake:
+            return "local://" + path.removeprefix("file://")
+        return "s3://" + path.split("://", 1)[1] if path.startswith("s3a://") else path
+
+    def with_overrides(self, **values: object) -> Settings:
+        return replace(self, **values)  # type: ignore[arg-type]
+
+
+def _resolve(location: str) -> str:
+    """A URI stays as it is; a relative local path is taken from the project root."""
+    return location if "://" in location else str((PROJECT_ROOT / location).resolve())
+
+
+def load_settings(env: str | None = None) -> Settings:
+    env = env or os.environ.get("SCENELAKE_ENV", "embedded")
+    profile = PROJECT_ROOT / "conf" / f"{env}.toml"
+    if not profile.exists():
+        known = ", ".join(sorted(p.stem for p in (PROJECT_ROOT / "conf").glob("*.toml")))
+        raise SettingsError(f"SCENELAKE_ENV={env!r} has no profile {profile}; known: {known}")
+    raw = tomllib.loads(profile.read_text())
+    spark_conf = {str(k): str(v) for k, v in raw.pop("spark_conf", {}).items()}
+    for key in list(raw):
+        override = os.environ.get(f"SCENELAKE_{key.upper()}")
+        if override is not None:
+            raw[key] = override
+    try:
+        lake_root = _resolve(str(raw["lake_root"]))
+        landing_root = _resolve(str(raw["landing_root"]))
+        state_dir = Path(str(raw["state_dir"]))
+        if not state_dir.is_absolute():
+            state_dir = (PROJECT_ROOT / state_dir).resolve()
+        return Settings(
+            env=env,
+            spark_master=str(raw["spark_master"]),
+            lake_root=lake_root,
+            landing_root=landing_root,
+            state_dir=state_dir,
+            trino_host=str(raw["trino_host"]),
+            trino_port=int(raw["trino_port"]),
+            trino_user=str(raw["trino_user"]),
+            trino_catalog=str(raw["trino_catalog"]),
+            trino_heap=str(raw["trino_heap"]),
+            trino_query_max_memory_per_node=str(raw["trino_query_max_memory_per_node"]),
+            spark_conf=spark_conf,
+        )
+    except KeyError as exc:
+        raise SettingsError(f"{profile} lacks the key {exc.args[0]!r}") from exc
+    except ValueError as exc:
+        raise SettingsError(f"{profile}: {exc}") from exc

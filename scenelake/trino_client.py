@@ -1,0 +1,103 @@
+"""Talking to Trino with the `trino` client: queries, and registering Spark-written Delta tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import trino
+from sqlglot import exp
+
+from scenelake.settings import Settings
+
+
+def connect(settings: Settings, user: str | None = None) -> trino.dbapi.Connection:
+    return trino.dbapi.connect(
+        host=settings.trino_host,
+        port=settings.trino_port,
+        user=user or settings.trino_user,
+        catalog=settings.trino_catalog,
+        http_scheme="http",
+    )
+
+
+def query(settings: Settings, sql: str, params: Sequence[Any] | None = None,
+          user: str | None = None) -> list[list[Any]]:
+    conn = connect(settings, user)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params) if params is not None else cur.execute(sql)
+        return [list(row) for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def quote(identifier: str) -> str:
+    return exp.to_identifier(identifier, quoted=True).sql("trino")
+
+
+def literal(value: str) -> str:
+    return exp.Literal.string(value).sql("trino")
+
+
+def register_tables(settings: Settings, tables: Iterable[tuple[str, str]]) -> list[str]:
+    """Make each (layer, table) that Spark wrote queryable as delta.<layer>.<table>.
+
+    Idempotent: a table already registered at the same location is left alone (Trino reads the
+    schema from the Delta log, so schema changes need nothing); one registered elsewhere is
+    re-pointed. Returns the tables that were (re-)registered.
+    """
+    catalog = settings.trino_catalog
+    changed: list[str] = []
+    conn = connect(settings)
+    try:
+        cur = conn.cursor()
+        for layer, table in tables:
+            location = settings.trino_location(layer, table)
+            cur.execute(f"create schema if not exists {quote(catalog)}.{quote(layer)}")
+            cur.fetchall()
+            cur.execute(
+                f"select count(*) from {quote(catalog)}.information_schema.tables "
+                "where table_schema = ? and table_name = ?", [layer, table])
+            exists = cur.fetchall()[0][0] > 0
+            if exists:
+                # A table rewritten from scratch (version 0 again) must not be served from
+                # Trino's cached snapshot of the old one.
+                cur.execute(f"call {quote(catalog)}.system.flush_metadata_cache(schema_name => "
+                            f"{literal(layer)}, table_name => {literal(table)})")
+                cur.fetchall()
+                if _registered_location(cur, catalog, layer, table) == location.rstrip("/"):
+                    continue
+                # CALL takes no prepared-statement parameters: inline quoted literals.
+                cur.execute(f"call {quote(catalog)}.system.unregister_table(schema_name => "
+                            f"{literal(layer)}, table_name => {literal(table)})")
+                cur.fetchall()
+            cur.execute(f"call {quote(catalog)}.system.register_table(schema_name => "
+                        f"{literal(layer)}, table_name => {literal(table)}, "
+                        f"table_location => {literal(location)})")
+            cur.fetchall()
+            changed.append(f"{layer}.{table}")
+    finally:
+        conn.close()
+    return changed
+
+
+def _registered_location(cur: Any, catalog: str, layer: str, table: str) -> str:
+    cur.execute(f"show create table {quote(catalog)}.{quote(layer)}.{quote(table)}")
+    ddl = cur.fetchall()[0][0]
+    for line in ddl.splitlines():
+        line = line.strip()
+        if line.startswith("location ="):
+            return str(line.split("'", 2)[1].rstrip("/"))
+    return ""
+
+
+def row_counts(settings: Settings) -> list[list[Any]]:
+    """[layer.table, rows] for every table registered in the catalog, sorted by name."""
+    catalog = quote(settings.trino_catalog)
+    tables = query(settings, f"select table_schema, table_name from {catalog}.information_schema.tables "
+                             "where table_schema <> 'information_schema' and table_type = 'BASE TABLE' "
+                             "order by 1, 2")
+    return [[f"{layer}.{table}",
+             query(settings, f"select count(*) from {catalog}.{quote(layer)}.{quote(table)}")[0][0]]
+            for layer, table in tables]

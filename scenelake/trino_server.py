@@ -1,0 +1,204 @@
+"""Lifecycle of the embedded single-node Trino: render its config, start, wait, stop, status.
+
+In production Trino is a cluster run by its own deployment; this module only manages the local
+server of the embedded environment (and of the test suite, on its own port and state folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from scenelake.settings import Settings, read_versions
+
+TEMPLATES = Path(__file__).resolve().parent / "trino_etc"
+
+
+class TrinoServerError(Exception):
+    """Trino could not be started or reached; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    pid: int | None
+    ready: bool
+    detail: str
+
+
+class TrinoServer:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.pins = read_versions()
+        self.root = settings.state_dir / "trino"
+
+    # --- paths -------------------------------------------------------------------------
+    @property
+    def install_dir(self) -> Path:
+        return self.settings.cache_dir / f"trino-server-{self.pins['TRINO_VERSION']}"
+
+    @property
+    def etc_dir(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "launcher.pid"
+
+    @property
+    def server_log(self) -> Path:
+        return self.root / "log" / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.trino_host}:{self.settings.trino_port}"
+
+    def java_home(self) -> Path:
+        home = Path(os.environ.get("SCENELAKE_TRINO_JAVA_HOME") or self.pins["TRINO_JAVA_HOME"])
+        if not (home / "bin" / "java").exists():
+            raise TrinoServerError(
+                f"JDK 25 for Trino not found at {home}: install Temurin 25 there or set "
+                "SCENELAKE_TRINO_JAVA_HOME to a JDK 25 folder")
+        return home
+
+    # --- configuration -----------------------------------------------------------------
+    def render_config(self) -> None:
+        if not self.settings.is_local_lake:
+            raise TrinoServerError(
+                "the lake is on object storage: Trino is a cluster there, run by its own "
+                "deployment; `scenelake trino up` only manages the embedded single node")
+        metastore = self.root / "metastore"
+        metastore.mkdir(parents=True, exist_ok=True)
+        values = {
+            "port": str(self.settings.trino_port),
+            "heap": self.settings.trino_heap,
+            "query_max_memory_per_node": self.settings.trino_query_max_memory_per_node,
+            "data_dir": str(self.data_dir),
+            "metastore_dir": f"local://{metastore}",
+            "filesystem": "fs.native-local.enabled=true\nlocal.location=/",
+        }
+        for template in TEMPLATES.rglob("*.tmpl"):
+            target = self.etc_dir / template.relative_to(TEMPLATES).with_suffix("")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(template.read_text().format(**values))
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def _launcher(self, command: str) -> subprocess.CompletedProcess[str]:
+        launcher = self.install_dir / "bin" / "launcher"
+        if not launcher.exists():
+            raise TrinoServerError(f"Trino is not installed in {self.install_dir}: run `make setup`")
+        env = {**os.environ, "JAVA_HOME": str(self.java_home())}
+        env["PATH"] = f"{env['JAVA_HOME']}/bin:{env.get('PATH', '')}"
+        return subprocess.run(
+            [str(launcher), command,
+             f"--etc-dir={self.etc_dir}", f"--data-dir={self.data_dir}",
+             f"--pid-file={self.pid_file}",
+             f"--launcher-log-file={self.root / 'log' / 'launcher.log'}",
+             f"--server-log-file={self.server_log}"],
+            capture_output=True, text=True, env=env)
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return pid
+
+    def _info(self) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(f"{self.url}/v1/info", timeout=2) as resp:
+                return json.loads(resp.read())  # type: ignore[no-any-return]
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def _port_taken(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            return sock.connect_ex((self.settings.trino_host, self.settings.trino_port)) == 0
+
+    def status(self) -> ServerStatus:
+        pid = self._pid()
+        if pid is None:
+            return ServerStatus(False, None, False, f"Trino is not running (port {self.settings.trino_port})")
+        info = self._info()
+        ready = bool(info) and not info.get("starting", True)  # type: ignore[union-attr]
+        state = "ready" if ready else "starting"
+        return ServerStatus(True, pid, ready, f"Trino {state} at {self.url} (pid {pid}, log {self.server_log})")
+
+    def up(self, timeout: float = 180.0) -> ServerStatus:
+        current = self.status()
+        if current.running:
+            return self.wait_ready(timeout)
+        if self._port_taken():
+            raise TrinoServerError(
+                f"port {self.settings.trino_port} is in use by another process: stop it, or set "
+                "SCENELAKE_TRINO_PORT to a free port")
+        self.render_config()
+        self.server_log.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server_log.write_text("")
+        started = self._launcher("start")
+        if started.returncode != 0:
+            raise TrinoServerError(
+                f"the Trino launcher failed: {(started.stderr or started.stdout).strip()[:300]}")
+        return self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> ServerStatus:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.status()
+            if not current.running:
+                raise TrinoServerError(
+                    f"Trino exited while starting: read {self.server_log} "
+                    f"(last line: {self._last_log_line()})")
+            if current.ready:
+                return current
+            time.sleep(1)
+        raise TrinoServerError(f"Trino not ready after {timeout:.0f}s: read {self.server_log}")
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = [ln for ln in self.server_log.read_text().splitlines() if ln.strip()]
+        except OSError:
+            return "no log"
+        config_errors = [ln for ln in lines if re.match(r"^\d+\) Error", ln)]
+        errors = config_errors or [ln for ln in lines if "ERROR" in ln or "Exception" in ln]
+        return (errors or lines or ["empty log"])[-1][:300]
+
+    def down(self, timeout: float = 60.0) -> bool:
+        """Stop the server; True when one was running."""
+        if self._pid() is None:
+            return False
+        self._launcher("stop")
+        deadline = time.monotonic() + timeout
+        while self._pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if self._pid() is not None:
+            self._launcher("kill")
+        return True
+
+    def peak_memory_kib(self) -> int | None:
+        """The server process's peak resident memory (VmHWM), for reports."""
+        pid = self._pid()
+        if pid is None:
+            return None
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return None
