@@ -27,7 +27,7 @@ from scenelake.spark import get_spark
 
 BRONZE = "bronze.captures"
 SILVER = "silver.captures"
-MANIFEST_GLOB = "manifests/*.jsonl"
+MANIFEST_DIR = "manifests"
 
 MANIFEST_SCHEMA = T.StructType([
     T.StructField("capture_id", T.StringType()),
@@ -105,9 +105,9 @@ def latest_per_capture(captures: DataFrame) -> DataFrame:
 
 # --- I/O ------------------------------------------------------------------------------
 def read_new_files(spark: SparkSession, settings: Settings) -> DataFrame:
-    pattern = f"{settings.landing_root.rstrip('/')}/{MANIFEST_GLOB}"
+    folder = f"{settings.landing_root.rstrip('/')}/{MANIFEST_DIR}"
     try:
-        raw = spark.read.text(pattern, wholetext=True)
+        raw = spark.read.option("pathGlobFilter", "*.jsonl").text(folder, wholetext=True)
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" not in str(exc):
             raise

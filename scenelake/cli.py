@@ -178,3 +178,7 @@ def entry() -> None:
         main()
     except SettingsError as exc:
         _fail(str(exc))
+
+
+if __name__ == "__main__":
+    entry()

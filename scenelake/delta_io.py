@@ -9,7 +9,7 @@ from __future__ import annotations
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from scenelake.contracts import Contract, contract
+from scenelake.contracts import Column, Contract, contract
 from scenelake.settings import Settings
 
 
@@ -63,6 +63,12 @@ def append(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
         settings.table_path(table.layer, table.table))
 
 
+def _comparable(alias: str, column: Column) -> str:
+    """An expression Spark can compare with <=>: maps are not comparable, their sorted entries are."""
+    ref = f"{alias}.`{column.name}`"
+    return f"array_sort(map_entries({ref}))" if column.type.startswith("map<") else ref
+
+
 def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
           commit_metadata: str | None = None) -> None:
     """Upsert on the contract's primary key: one atomic commit, so a rerun converges.
@@ -76,8 +82,8 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
         append(spark, settings, name, source, commit_metadata)
         return
     key = " and ".join(f"t.`{k}` = s.`{k}`" for k in table.primary_key)
-    changed = " or ".join(f"not (t.`{c}` <=> s.`{c}`)" for c in table.column_names
-                          if c not in table.primary_key)
+    changed = " or ".join(f"not ({_comparable('t', c)} <=> {_comparable('s', c)})"
+                          for c in table.columns if c.name not in table.primary_key)
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", commit_metadata or "")
     try:
         (DeltaTable.forPath(spark, path).alias("t")

@@ -1,0 +1,61 @@
+"""The quality gate runs the real Great Expectations on Spark and says what failed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from scenelake.contracts import contract
+from scenelake.quality import QualityGateFailed, checks_for, gate
+
+pytestmark = pytest.mark.unit
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+
+
+def capture(capture_id: str, **changes: object) -> dict[str, object]:
+    row: dict[str, object] = dict(
+        capture_id=capture_id, source="real", device_model="PixelCam 4", device_serial="SN1",
+        sensor="rgb", width=1920, height=1080, fps=30.0, started_at=T0, duration_s=60.0,
+        region="eu-west", environment="indoor", lighting="dim", motion="static", tags=None,
+        source_file="m.jsonl", line_number=1, batch_id="b1")
+    row.update(changes)
+    return row
+
+
+def frame(spark, rows):  # type: ignore[no-untyped-def]
+    schema = contract("silver.captures").spark_schema()
+    return spark.createDataFrame([tuple(r[c] for c in schema.names) for r in rows], schema)
+
+
+def test_suite_is_contract_checks_plus_hand_written_ones() -> None:
+    labels = [c.label for c in checks_for("silver.captures")]
+    assert labels.count("expect_column_values_to_not_be_null(capture_id)") == 1
+    assert "expect_column_values_to_be_in_set(lighting)" in labels
+    assert "expect_column_values_to_be_unique(capture_id)" in labels
+    assert labels[-2:] == ["expect_column_pair_values_a_to_be_greater_than_b",
+                           "expect_table_row_count_to_be_between"]
+
+
+def test_clean_batch_passes_every_check(spark) -> None:  # type: ignore[no-untyped-def]
+    outcomes = gate(frame(spark, [capture("a"), capture("b")]), "silver.captures")
+    assert [o.check.label for o in outcomes if not o.success] == []
+
+
+def test_warn_only_batch_passes_with_its_warning(spark) -> None:  # type: ignore[no-untyped-def]
+    outcomes = gate(frame(spark, [capture("a", width=720, height=1280)]), "silver.captures")
+    assert [(o.check.expectation, o.check.severity, o.unexpected_count)
+            for o in outcomes if not o.success] == [
+        ("expect_column_pair_values_a_to_be_greater_than_b", "warn", 1)]
+
+
+def test_fail_checks_stop_the_batch_and_are_named(spark) -> None:  # type: ignore[no-untyped-def]
+    rows = [capture("a"), capture("a", line_number=2), capture("c", lighting="pitch-black"),
+            capture("d", duration_s=-1.0)]
+    with pytest.raises(QualityGateFailed) as stopped:
+        gate(frame(spark, rows), "silver.captures")
+    assert sorted(f.summary() for f in stopped.value.failures) == [
+        "expect_column_values_to_be_between(duration_s) [fail], 1 unexpected",
+        "expect_column_values_to_be_in_set(lighting) [fail], 1 unexpected",
+        "expect_column_values_to_be_unique(capture_id) [fail], 2 unexpected",
+    ]
