@@ -135,7 +135,9 @@ def validate(df: DataFrame, name: str) -> list[CheckResult]:
     result = batch.validate(suite, result_format="SUMMARY")
     outcomes = []
     for res in result.results:
-        check = checks[int(res.expectation_config.meta["check"])]
+        config = res.expectation_config
+        assert config is not None and config.meta is not None, "GE dropped a result's configuration"
+        check = checks[int(config.meta["check"])]
         details = res.result or {}
         outcomes.append(CheckResult(check, bool(res.success), details.get("unexpected_count"),
                                     details.get("observed_value")))

@@ -11,7 +11,7 @@ from scenelake.settings import Settings
 from scenelake.trino_client import query, register_tables
 
 pytestmark = pytest.mark.integration
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # Every column type the contracts use. Timestamps carry milliseconds: Trino's Delta connector
 # reads timestamps at millisecond precision.

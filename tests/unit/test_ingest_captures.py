@@ -14,7 +14,7 @@ from scenelake.contracts import contract
 from tests.frames import assert_same_rows
 
 pytestmark = pytest.mark.unit
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
 

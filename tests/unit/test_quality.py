@@ -10,7 +10,7 @@ from scenelake.contracts import contract
 from scenelake.quality import QualityGateFailed, checks_for, gate
 
 pytestmark = pytest.mark.unit
-T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def capture(capture_id: str, **changes: object) -> dict[str, object]:
