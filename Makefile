@@ -45,7 +45,9 @@ trino-status: ## Is Trino running? (exit 1 when not)
 
 submit: setup ## Run JOB under spark-submit as a scheduler would: make submit JOB=ingest_captures
 	@test -n "$(JOB)" || { echo "usage: make submit JOB=<job>"; exit 2; }
-	@$(BIN)/spark-submit $$($(SCENELAKE) submit-args) jobs/$(JOB).py
+	@SPARK_HOME=$$($(BIN)/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))') \
+	  PYSPARK_PYTHON=$(abspath $(BIN))/python \
+	  $(BIN)/spark-submit $$($(SCENELAKE) submit-args) jobs/$(JOB).py
 
 lint: setup ## ruff and mypy
 	@$(BIN)/ruff check .

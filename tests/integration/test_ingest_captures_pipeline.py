@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+import pyspark
 import pytest
 
 from jobs.ingest_captures import BRONZE, SILVER, run
@@ -100,9 +102,12 @@ def test_a_bad_batch_is_stopped_by_the_gate_and_silver_stays_as_it_was(spark, la
 
 def test_the_same_job_runs_under_spark_submit(spark, lake) -> None:  # type: ignore[no-untyped-def]
     land(lake, "captures-2026-11-01.jsonl")
-    env = {**os.environ, "SCENELAKE_LAKE_ROOT": lake.lake_root,
-           "SCENELAKE_LANDING_ROOT": lake.landing_root}
-    spark_submit = str(Path(os.sys.executable).parent / "spark-submit")
+    venv_bin = Path(sys.executable).parent
+    # As a scheduler would call it: no activated virtualenv, only SPARK_HOME and the Python to use.
+    env = {**os.environ, "SCENELAKE_LAKE_ROOT": lake.lake_root, "SCENELAKE_LANDING_ROOT": lake.landing_root,
+           "SPARK_HOME": str(Path(pyspark.__file__).parent), "PYSPARK_PYTHON": sys.executable,
+           "PATH": os.environ.get("PATH", "").replace(f"{venv_bin}:", "")}
+    spark_submit = str(venv_bin / "spark-submit")
     done = subprocess.run([spark_submit, *submit_args(lake), "--conf", "spark.driver.memory=1g",
                            str(PROJECT_ROOT / "jobs" / "ingest_captures.py"), "--no-register"],
                           capture_output=True, text=True, env=env, timeout=600)
