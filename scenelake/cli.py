@@ -157,6 +157,72 @@ def format_table(header: list[str], rows: list[list[object]] | list[tuple[object
     return "\n".join(lines)
 
 
+@main.group("import")
+def import_group() -> None:
+    """Land standard files (COCO, MOTChallenge) in the landing zone for the ingestion jobs."""
+
+
+def _landed(path: Path) -> None:
+    click.echo(f"landed {path}")
+
+
+@import_group.command("coco")
+@click.option("--annotations", "gt", type=click.Path(exists=True, path_type=Path),
+              help="COCO instances JSON (ground truth)")
+@click.option("--results", type=click.Path(exists=True, path_type=Path), help="COCO results JSON (detections)")
+@click.option("--dataset", required=True, help="capture id the images belong to, e.g. coco-val2014-100")
+@click.option("--label-batch", help="label batch of the annotations (default: the dataset)")
+@click.option("--run-id", help="model run of the results (required with --results)")
+@click.option("--model-name", default="unknown", show_default=True)
+@click.option("--model-version", default="unknown", show_default=True)
+def import_coco(gt: Path | None, results: Path | None, dataset: str, label_batch: str | None,
+                run_id: str | None, model_name: str, model_version: str) -> None:
+    """Land a COCO annotation file and/or a COCO results file."""
+    from scenelake import landing
+
+    settings = load_settings()
+    try:
+        if gt is None and results is None:
+            raise landing.LandingError("give --annotations, --results or both")
+        if gt is not None:
+            _landed(landing.coco_annotations(settings, gt, dataset, label_batch or dataset))
+        if results is not None:
+            if not run_id:
+                raise landing.LandingError("--results needs --run-id")
+            _landed(landing.model_run(settings, run_id, model_name, model_version))
+            _landed(landing.predictions(settings, results, run_id, dataset, "coco_results"))
+    except landing.LandingError as exc:
+        _fail(str(exc))
+
+
+@import_group.command("mot")
+@click.option("--gt", type=click.Path(exists=True, path_type=Path), help="gt.txt or a sequence folder")
+@click.option("--results", type=click.Path(exists=True, path_type=Path), help="tracker output (MOT text)")
+@click.option("--sequence", required=True, help="sequence name, used as the capture id (e.g. TUD-Campus)")
+@click.option("--label-batch", help="label batch of the ground truth (default: the sequence)")
+@click.option("--run-id", help="model run of the results (required with --results)")
+@click.option("--model-name", default="unknown", show_default=True)
+@click.option("--model-version", default="unknown", show_default=True)
+def import_mot(gt: Path | None, results: Path | None, sequence: str, label_batch: str | None,
+               run_id: str | None, model_name: str, model_version: str) -> None:
+    """Land a MOTChallenge ground truth and/or a tracker's output for one sequence."""
+    from scenelake import landing
+
+    settings = load_settings()
+    try:
+        if gt is None and results is None:
+            raise landing.LandingError("give --gt, --results or both")
+        if gt is not None:
+            _landed(landing.mot_ground_truth(settings, gt, sequence, label_batch or sequence))
+        if results is not None:
+            if not run_id:
+                raise landing.LandingError("--results needs --run-id")
+            _landed(landing.model_run(settings, run_id, model_name, model_version))
+            _landed(landing.predictions(settings, results, run_id, sequence, "mot"))
+    except landing.LandingError as exc:
+        _fail(str(exc))
+
+
 @main.command("sample")
 @click.option("--force", is_flag=True, help="copy even if the landing zone has manifests")
 def sample_cmd(force: bool) -> None:

@@ -91,7 +91,7 @@ class Contract:
             raise ContractError(f"{self.name}: columns not in the contract {extra}, "
                                 f"contract columns missing {missing} ({self.path})")
         for name, dtype in want.items():
-            if got[name] != dtype:
+            if got[name].simpleString() != dtype.simpleString():  # nullability inside aside
                 raise ContractError(f"{self.name}.{name}: type {got[name].simpleString()} "
                                     f"but the contract says {dtype.simpleString()}")
 

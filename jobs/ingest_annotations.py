@@ -1,0 +1,224 @@
+"""Land labelling exports (COCO JSON, MOTChallenge gt.txt) into silver.frames and silver.annotations.
+
+landing/annotations/coco/label_batch=B/capture_id=C/*.json   -> COCO instances files
+landing/annotations/mot/label_batch=B/capture_id=C/gt.txt    -> MOTChallenge ground truth
+(`scenelake import coco|mot` lays files out this way.)
+
+Every raw record ends in exactly one place: its silver table, or ops.quarantine with the rule it
+broke (malformed_json, missing:<field>, type:<field>, range:<rule>, unknown_frame,
+unknown_category, duplicate_of:<file>:<record>). Runs as `scenelake run ingest_annotations` or
+`spark-submit jobs/ingest_annotations.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from scenelake import delta_io, ingest, quality
+from scenelake.settings import Settings, load_settings
+from scenelake.spark import get_spark
+
+BRONZE = "bronze.annotations"
+FRAMES = "silver.frames"
+ANNOTATIONS = "silver.annotations"
+QUARANTINE = ingest.QUARANTINE
+
+COCO_IMAGE = "struct<id:long,width:int,height:int,file_name:string>"
+COCO_CATEGORY = "struct<id:long,name:string>"
+COCO_ANNOTATION = ("struct<id:long,image_id:long,category_id:long,bbox:array<double>,area:double,"
+                   "iscrowd:int,keypoints:array<double>,num_keypoints:int>")
+# Boxes may overhang the frame by rounding; more than this is a broken box.
+FRAME_TOLERANCE_PX = 1.0
+
+
+@dataclass(frozen=True)
+class Report:
+    new_files: list[str]
+    bronze_rows_added: int
+    rebuilt: bool
+    frames: int
+    annotations: int
+    quarantined: int
+
+
+# --- pure transforms ------------------------------------------------------------------
+def coco_frames(records: DataFrame) -> DataFrame:
+    """COCO image records -> frame rows with a `rule` (null when the record is good)."""
+    img = F.from_json("payload", COCO_IMAGE)
+    df = records.where(F.col("format") == "coco").where(F.col("section") == "images").withColumn("img", img)
+    rule = ingest.first_failed_rule(
+        ("malformed_json", ingest.malformed(F.col("payload"))),
+        *ingest.field_rules(F.col("payload"), F.col("img"), ["id"]),
+        ("range:id>=0", F.col("img.id") < 0),
+        ("range:width>=1", F.col("img.width") < 1),
+        ("range:height>=1", F.col("img.height") < 1),
+    )
+    return df.select(
+        F.col("import_meta")["capture_id"].alias("capture_id"),
+        F.col("img.id").alias("frame_index"), F.col("img.width").alias("width"),
+        F.col("img.height").alias("height"), F.col("img.file_name").alias("file_name"),
+        F.lit(True).alias("labelled"), "source_file", "section", "record_no", "payload",
+        "loaded_at", rule.alias("rule"))
+
+
+def mot_annotations(rows: DataFrame) -> DataFrame:
+    batch = F.col("import_meta")["label_batch"]
+    return rows.select(
+        F.concat_ws(":", batch, F.col("frame").cast("long"), F.col("id").cast("long")).alias("annotation_id"),
+        F.col("import_meta")["capture_id"].alias("capture_id"),
+        F.col("frame").cast("long").alias("frame_index"),
+        F.lit("person").alias("category"), F.lit(1).cast("long").alias("category_id"),
+        "x", "y", "w", "h", (F.col("w") * F.col("h")).alias("area"),
+        # MOT17+ marks regions to ignore with conf 0; they behave like COCO crowd regions.
+        F.coalesce(F.col("conf") == 0, F.lit(False)).alias("is_crowd"),
+        F.lit(None).cast("array<double>").alias("keypoints"), F.lit(None).cast("int").alias("num_keypoints"),
+        F.col("id").cast("long").alias("track_id"), F.lit(None).cast("double").alias("visibility"),
+        batch.alias("label_batch"), "source_file", "section", "record_no", "payload", "loaded_at", "rule")
+
+
+def mot_frames(rows: DataFrame) -> DataFrame:
+    """Every frame 1..last labelled frame of a sequence is labelled, even with no one in it."""
+    good = rows.where(F.col("rule").isNull())
+    last = good.groupBy(F.col("import_meta")["capture_id"].alias("capture_id"), "source_file").agg(
+        F.max("frame").cast("long").alias("last"), F.max("loaded_at").alias("loaded_at"))
+    return last.select(
+        "capture_id", F.explode(F.sequence(F.lit(1).cast("long"), "last")).alias("frame_index"),
+        F.lit(None).cast("int").alias("width"), F.lit(None).cast("int").alias("height"),
+        F.lit(None).cast("string").alias("file_name"), F.lit(True).alias("labelled"),
+        "source_file", F.lit("rows").alias("section"), F.col("frame_index").alias("record_no"),
+        F.lit(None).cast("string").alias("payload"), "loaded_at", F.lit(None).cast("string").alias("rule"))
+
+
+def coco_annotations(records: DataFrame) -> DataFrame:
+    """COCO annotation records joined to their file's images and categories, with their rule."""
+    coco = records.where(F.col("format") == "coco")
+    images = (coco.where(F.col("section") == "images")
+              .select("source_file", F.from_json("payload", COCO_IMAGE).alias("i"))
+              .select("source_file", F.col("i.id").alias("image_id"), F.col("i.width").alias("img_w"),
+                      F.col("i.height").alias("img_h"), F.lit(True).alias("frame_known"))
+              .where(F.col("image_id").isNotNull()).dropDuplicates(["source_file", "image_id"]))
+    categories = (coco.where(F.col("section") == "categories")
+                  .select("source_file", F.from_json("payload", COCO_CATEGORY).alias("c"))
+                  .select("source_file", F.col("c.id").alias("category_id"), F.col("c.name").alias("category"))
+                  .where(F.col("category_id").isNotNull()).dropDuplicates(["source_file", "category_id"]))
+    ann = (coco.where(F.col("section") == "annotations")
+           .withColumn("a", F.from_json("payload", COCO_ANNOTATION))
+           .withColumn("image_id", F.col("a.image_id")).withColumn("category_id", F.col("a.category_id"))
+           .join(images, ["source_file", "image_id"], "left")
+           .join(categories, ["source_file", "category_id"], "left"))
+    bbox = F.col("a.bbox")
+    x, y, w, h = (F.try_element_at(bbox, F.lit(i + 1)) for i in range(4))
+    rule = ingest.first_failed_rule(
+        ("malformed_json", ingest.malformed(F.col("payload"))),
+        *ingest.field_rules(F.col("payload"), F.col("a"), ["id", "image_id", "category_id", "bbox", "area"]),
+        ("type:bbox", (F.size(bbox) != 4) | F.exists(bbox, lambda v: v.isNull())),
+        ("range:w>=0", w < 0), ("range:h>=0", h < 0), ("range:area>=0", F.col("a.area") < 0),
+        ("unknown_frame", F.col("frame_known").isNull()),
+        ("unknown_category", F.col("category").isNull()),
+        ("range:box_inside_frame",
+         (x < -FRAME_TOLERANCE_PX) | (y < -FRAME_TOLERANCE_PX)
+         | (x + w > F.col("img_w") + FRAME_TOLERANCE_PX) | (y + h > F.col("img_h") + FRAME_TOLERANCE_PX)),
+    )
+    batch = F.col("import_meta")["label_batch"]
+    return ann.select(
+        F.concat_ws(":", batch, F.col("a.id")).alias("annotation_id"),
+        F.col("import_meta")["capture_id"].alias("capture_id"),
+        F.col("image_id").alias("frame_index"), "category", "category_id",
+        x.alias("x"), y.alias("y"), w.alias("w"), h.alias("h"), F.col("a.area").alias("area"),
+        F.coalesce(F.col("a.iscrowd") == 1, F.lit(False)).alias("is_crowd"),
+        F.col("a.keypoints").alias("keypoints"), F.col("a.num_keypoints").alias("num_keypoints"),
+        F.lit(None).cast("long").alias("track_id"), F.lit(None).cast("double").alias("visibility"),
+        batch.alias("label_batch"), "source_file", "section", "record_no", "payload", "loaded_at",
+        rule.alias("rule"))
+
+
+# --- I/O ------------------------------------------------------------------------------
+def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
+                   progress: ingest.Progress) -> tuple[list[str], int]:
+    coco = ingest.read_files(spark, settings, "annotations/coco", "*.json").withColumn("format", F.lit("coco"))
+    mot = ingest.read_files(spark, settings, "annotations/mot", "gt.txt").withColumn("format", F.lit("mot"))
+    files = ingest.unseen(spark, settings, coco.unionByName(mot), BRONZE).cache()
+    names = sorted(r.source_file for r in files.select("source_file").collect())
+    progress(f"[ingest_annotations] {len(names)} new export file(s) under {settings.landing_root}/annotations")
+    added = 0
+    if names:
+        records = files.select(
+            "source_file", "source_sha256", "format",
+            F.explode(F.when(F.col("format") == "coco", ingest.json_document_records("value"))
+                      .otherwise(ingest.lines(F.col("value")))).alias("r"),
+            ingest.path_meta(F.col("source_file")).alias("import_meta"))
+        bronze = ingest.to_bronze(records.select("source_file", "source_sha256", "format", "r.section",
+                                                 "r.record_no", "r.payload", "import_meta"), batch_id).cache()
+        added = bronze.count()
+        delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=f"batch={batch_id}")
+        bronze.unpersist()
+        progress(f"[ingest_annotations] bronze.annotations += {added} records (batch {batch_id})")
+    files.unpersist()
+    return names, added
+
+
+def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = print) -> Report:
+    batch_id = ingest.new_batch_id()
+    names, added = land_new_files(spark, settings, batch_id, progress)
+    version = delta_io.table_version(spark, settings, BRONZE)
+    built_from = f"{BRONZE}@{version}"
+    if version is None or not ingest.rebuild_needed(spark, settings, ANNOTATIONS, built_from):
+        counts = [delta_io.read_table(spark, settings, t).count() if version is not None else 0
+                  for t in (FRAMES, ANNOTATIONS)]
+        progress(f"[ingest_annotations] silver up to date ({counts[0]} frames, {counts[1]} annotations)")
+        return Report(names, added, False, counts[0], counts[1], 0)
+
+    records = delta_io.read_table(spark, settings, BRONZE, version=version).cache()
+    from scenelake.contracts import contract
+
+    rows = ingest.mot_rows(records.where(F.col("format") == "mot")).cache()
+    frames, bad_frames = ingest.split_good(coco_frames(records).unionByName(mot_frames(rows)),
+                                    ["capture_id", "frame_index"], contract(FRAMES).column_names)
+    annotations, bad_annotations = ingest.split_good(coco_annotations(records).unionByName(mot_annotations(rows)),
+                                              ["annotation_id"], contract(ANNOTATIONS).column_names)
+    rejected = (ingest.quarantine_rows(bad_frames, FRAMES, batch_id)
+                .unionByName(ingest.quarantine_rows(bad_annotations, ANNOTATIONS, batch_id))
+                .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))).cache()
+    frames, annotations = frames.cache(), annotations.cache()
+    quality.gate(frames, FRAMES)
+    quality.gate(annotations, ANNOTATIONS)
+    quarantined = rejected.count()
+    # Quarantine first, silver last: silver's commit is what marks the rebuild as done.
+    ingest.write_quarantine(spark, settings, rejected)
+    delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=built_from)
+    delta_io.merge(spark, settings, ANNOTATIONS, annotations, commit_metadata=built_from)
+    report = Report(names, added, True, frames.count(), annotations.count(), quarantined)
+    progress(f"[ingest_annotations] published {report.frames} frames, {report.annotations} annotations; "
+             f"{quarantined} record(s) in {QUARANTINE}")
+    for df in (records, rows, rejected, frames, annotations):
+        df.unpersist()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ingest_annotations", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=True,
+                        help="register the tables in Trino afterwards (default: on)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    spark = get_spark("ingest_annotations", settings)
+    try:
+        run(spark, settings)
+    except quality.QualityGateFailed as exc:
+        print(f"[ingest_annotations] error: {exc}", file=sys.stderr)
+        return 1
+    if args.register:
+        from scenelake.trino_client import register_tables
+        register_tables(settings, [("bronze", "annotations"), ("silver", "frames"),
+                                   ("silver", "annotations"), ("ops", "quarantine")])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Land model-run outputs into silver.model_runs and silver.predictions.
+
+landing/predictions/run_id=R/run.json                       -> the model run
+landing/predictions/run_id=R/capture_id=C/*.json            -> COCO results (image_id = frame)
+landing/predictions/run_id=R/capture_id=C/*.txt             -> MOTChallenge tracker output
+landing/predictions/run_id=R/capture_id=C/*.jsonl|*.parquet -> batch-inference detections
+
+A detection must be on a known frame (silver.frames, so run ingest_annotations first), of a
+known run, with a box of non-negative size and, except for MOT trackers, a score in [0, 1];
+otherwise it goes to ops.quarantine with the rule it broke. Silver is rebuilt when bronze or
+silver.frames moved, so predictions that arrived before their ground truth are re-checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from scenelake import delta_io, ingest, quality
+from scenelake.contracts import contract
+from scenelake.settings import Settings, load_settings
+from scenelake.spark import get_spark
+
+BRONZE = "bronze.predictions"
+RUNS = "silver.model_runs"
+PREDICTIONS = "silver.predictions"
+FRAMES = "silver.frames"
+QUARANTINE = ingest.QUARANTINE
+
+COCO_RESULT = "struct<image_id:long,category_id:long,bbox:array<double>,score:double,keypoints:array<double>>"
+DETECTION = ("struct<prediction_id:string,capture_id:string,frame_index:long,category:string,category_id:long,"
+             "bbox:array<double>,score:double,keypoints:array<double>,track_id:long>")
+RUN = ("struct<run_id:string,model_name:string,model_version:string,code_commit:string,"
+       "params:map<string,string>,started_at:timestamp,finished_at:timestamp>")
+FORMATS = {".json": "coco_results", ".txt": "mot", ".jsonl": "jsonl"}
+
+
+@dataclass(frozen=True)
+class Report:
+    new_files: list[str]
+    bronze_rows_added: int
+    rebuilt: bool
+    runs: int
+    predictions: int
+    quarantined: int
+
+
+# --- pure transforms ------------------------------------------------------------------
+def _box(bbox: Column) -> tuple[Column, ...]:
+    return tuple(F.try_element_at(bbox, F.lit(i + 1)) for i in range(4))
+
+
+def json_detections(records: DataFrame) -> DataFrame:
+    """COCO results and JSONL/Parquet records as detection columns plus their field rules."""
+    coco = records.where(F.col("format") == "coco_results").withColumn("d", F.from_json("payload", COCO_RESULT))
+    coco = coco.select("*", *[F.col(f"d.{c}").alias(c) for c in ("category_id", "bbox", "score", "keypoints")],
+                       F.col("d.image_id").alias("frame_index"), F.lit(None).cast("string").alias("category"),
+                       F.lit(None).cast("long").alias("track_id"), F.lit(None).cast("string").alias("own_id"),
+                       F.col("import_meta")["capture_id"].alias("capture_id"),
+                       ingest.first_failed_rule(
+                           ("malformed_json", ingest.malformed(F.col("payload"))),
+                           *ingest.field_rules(F.col("payload"), F.col("d"),
+                                               ["image_id", "category_id", "bbox", "score"])).alias("rule"))
+    own = records.where(F.col("format").isin("jsonl", "parquet")).withColumn("d", F.from_json("payload", DETECTION))
+    own = own.select("*", *[F.col(f"d.{c}").alias(c) for c in
+                            ("frame_index", "category", "category_id", "bbox", "score", "keypoints", "track_id")],
+                     F.col("d.prediction_id").alias("own_id"),
+                     F.coalesce(F.col("d.capture_id"), F.col("import_meta")["capture_id"]).alias("capture_id"),
+                     ingest.first_failed_rule(
+                         ("malformed_json", ingest.malformed(F.col("payload"))),
+                         *ingest.field_rules(F.col("payload"), F.col("d"),
+                                             ["frame_index", "category_id", "bbox", "score"])).alias("rule"))
+    both = coco.drop("d").unionByName(own.drop("d"))
+    x, y, w, h = _box(F.col("bbox"))
+    return both.select("*", x.alias("x"), y.alias("y"), w.alias("w"), h.alias("h")).withColumn(
+        "rule", F.coalesce("rule", ingest.first_failed_rule(
+            ("type:bbox", (F.size("bbox") != 4) | F.exists("bbox", lambda v: v.isNull())),
+            ("range:w>=0", F.col("w") < 0), ("range:h>=0", F.col("h") < 0),
+            ("range:score_in_0_1", (F.col("score") < 0) | (F.col("score") > 1)))))
+
+
+def mot_detections(records: DataFrame) -> DataFrame:
+    """Tracker output lines: the MOT confidence is the score (trackers may write -1)."""
+    rows = ingest.mot_rows(records.where(F.col("format") == "mot"))
+    return rows.select(
+        "*", F.col("frame").cast("long").alias("frame_index"), F.lit("person").alias("category"),
+        F.lit(1).cast("long").alias("category_id"), F.coalesce("conf", F.lit(-1.0)).alias("score"),
+        F.lit(None).cast("array<double>").alias("keypoints"), F.col("id").cast("long").alias("track_id"),
+        F.lit(None).cast("string").alias("own_id"), F.col("import_meta")["capture_id"].alias("capture_id"))
+
+
+def predictions(records: DataFrame, frames: DataFrame, runs: DataFrame) -> DataFrame:
+    """Every prediction record with its silver columns and the first rule it breaks (or null)."""
+    cols = ["source_file", "section", "record_no", "payload", "loaded_at", "import_meta", "rule",
+            "capture_id", "frame_index", "category", "category_id", "x", "y", "w", "h", "score",
+            "keypoints", "track_id", "own_id"]
+    both = json_detections(records).select(*cols).unionByName(mot_detections(records).select(*cols))
+    known_frames = frames.select("capture_id", "frame_index", F.lit(True).alias("frame_known"))
+    known_runs = runs.select("run_id", F.lit(True).alias("run_known"))
+    joined = (both.withColumn("run_id", F.col("import_meta")["run_id"])
+              .join(known_frames, ["capture_id", "frame_index"], "left")
+              .join(known_runs, ["run_id"], "left"))
+    return joined.withColumn("rule", F.coalesce("rule", ingest.first_failed_rule(
+        ("missing:capture_id", F.col("capture_id").isNull()),
+        ("unknown_run", F.col("run_known").isNull()),
+        ("unknown_frame", F.col("frame_known").isNull()),
+    ))).withColumn("prediction_id", F.coalesce("own_id", F.concat_ws(":", "source_file", "record_no")))
+
+
+def model_runs(run_files: DataFrame) -> DataFrame:
+    parsed = run_files.withColumn("r", F.from_json("value", RUN))
+    return parsed.select(
+        F.coalesce(F.col("r.run_id"), ingest.path_meta(F.col("source_file"))["run_id"]).alias("run_id"),
+        "r.model_name", "r.model_version", "r.code_commit", "r.params", "r.started_at", "r.finished_at",
+        "source_file")
+
+
+# --- I/O ------------------------------------------------------------------------------
+def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
+                   progress: ingest.Progress) -> tuple[list[str], int]:
+    texts = [ingest.read_files(spark, settings, "predictions", f"*{ext}").withColumn("format", F.lit(fmt))
+             for ext, fmt in FORMATS.items()]
+    files = texts[0].unionByName(texts[1]).unionByName(texts[2])
+    files = files.where(~F.col("source_file").endswith("/run.json"))
+    parquet = ingest.read_files(spark, settings, "predictions", "*.parquet", binary=True).withColumn(
+        "format", F.lit("parquet"))
+    files = ingest.unseen(spark, settings, files.unionByName(parquet), BRONZE).cache()
+    names = sorted(r.source_file for r in files.select("source_file").collect())
+    progress(f"[ingest_predictions] {len(names)} new prediction file(s) under {settings.landing_root}/predictions")
+    added = 0
+    if names:
+        text_records = files.where(F.col("format") != "parquet").select(
+            "source_file", "source_sha256", "format",
+            F.explode(F.when(F.col("format") == "coco_results", ingest.json_document_records("value"))
+                      .otherwise(ingest.lines(F.col("value")))).alias("r"))
+        text_records = text_records.select("source_file", "source_sha256", "format", "r.section", "r.record_no",
+                                           "r.payload")
+        parquet_records = _parquet_records(spark, settings, files.where(F.col("format") == "parquet"))
+        records = text_records.unionByName(parquet_records).withColumn(
+            "import_meta", ingest.path_meta(F.col("source_file")))
+        bronze = ingest.to_bronze(records.drop("section"), batch_id).cache()
+        added = bronze.count()
+        delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=f"batch={batch_id}")
+        bronze.unpersist()
+        progress(f"[ingest_predictions] bronze.predictions += {added} records (batch {batch_id})")
+    files.unpersist()
+    return names, added
+
+
+def _parquet_records(spark: SparkSession, settings: Settings, files: DataFrame) -> DataFrame:
+    """Each row of each new Parquet file as a JSON payload, numbered by its row index."""
+    digests = files.select("source_file", "source_sha256").collect()
+    empty = spark.createDataFrame([], "source_file string, source_sha256 string, format string, "
+                                      "section string, record_no long, payload string")
+    if not digests:
+        return empty
+    root = settings.landing_root.rstrip("/")
+    paths = [f"{root}/{r.source_file}" for r in digests]
+    rows = spark.read.parquet(*paths)
+    payload = F.to_json(F.struct(*[F.col(c) for c in rows.columns]))
+    read = rows.select(F.col("_metadata.file_path").alias("path"),
+                       (F.col("_metadata.row_index") + 1).alias("record_no"), payload.alias("payload"))
+    lookup = spark.createDataFrame([(r.source_file, r.source_sha256) for r in digests],
+                                   "source_file string, source_sha256 string")
+    read = read.withColumn("source_file", F.regexp_extract("path", r"(predictions/.*)$", 1))
+    return read.join(lookup, ["source_file"]).select(
+        "source_file", "source_sha256", F.lit("parquet").alias("format"), F.lit("rows").alias("section"),
+        "record_no", "payload")
+
+
+def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = print) -> Report:
+    batch_id = ingest.new_batch_id()
+    names, added = land_new_files(spark, settings, batch_id, progress)
+    version = delta_io.table_version(spark, settings, BRONZE)
+    frames_version = delta_io.table_version(spark, settings, FRAMES)
+    built_from = f"{BRONZE}@{version};{FRAMES}@{frames_version}"
+    if version is None or not ingest.rebuild_needed(spark, settings, PREDICTIONS, built_from):
+        count = delta_io.read_table(spark, settings, PREDICTIONS).count() if version is not None else 0
+        progress(f"[ingest_predictions] silver up to date ({count} predictions)")
+        return Report(names, added, False, 0, count, 0)
+
+    runs_raw = ingest.read_files(spark, settings, "predictions", "run.json")
+    runs, bad_runs = ingest.split_good(
+        model_runs(runs_raw).withColumn("rule", ingest.first_failed_rule(
+            ("missing:run_id", F.col("run_id").isNull()), ("missing:model_name", F.col("model_name").isNull()),
+            ("missing:model_version", F.col("model_version").isNull())))
+        .withColumn("record_no", F.lit(1).cast("long")).withColumn("loaded_at", F.current_timestamp())
+        .join(runs_raw.select("source_file", F.col("value").alias("payload")), ["source_file"]),
+        ["run_id"], contract(RUNS).column_names)
+    runs = runs.cache()
+    records = delta_io.read_table(spark, settings, BRONZE, version=version).withColumn("section", F.lit("rows"))
+    frames = (delta_io.read_table(spark, settings, FRAMES, version=frames_version) if frames_version is not None
+              else spark.createDataFrame([], "capture_id string, frame_index long"))
+    rows = predictions(records, frames, runs)
+    good, rejected = ingest.split_good(rows, ["run_id", "prediction_id"], contract(PREDICTIONS).column_names)
+    good = good.cache()
+    # An unreadable COCO results file is one record whose payload is the whole text: it fails
+    # malformed_json like any bad record.
+    quarantine = (ingest.quarantine_rows(rejected, PREDICTIONS, batch_id)
+                  .unionByName(ingest.quarantine_rows(bad_runs, RUNS, batch_id))).cache()
+    quality.gate(runs, RUNS)
+    quality.gate(good, PREDICTIONS)
+    quarantined = quarantine.count()
+    ingest.write_quarantine(spark, settings, quarantine)
+    delta_io.merge(spark, settings, RUNS, runs, commit_metadata=built_from)
+    delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=built_from)
+    report = Report(names, added, True, runs.count(), good.count(), quarantined)
+    progress(f"[ingest_predictions] published {report.runs} model runs, {report.predictions} predictions; "
+             f"{quarantined} record(s) in {QUARANTINE}")
+    for df in (runs, good, quarantine):
+        df.unpersist()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ingest_predictions", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=True,
+                        help="register the tables in Trino afterwards (default: on)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    spark = get_spark("ingest_predictions", settings)
+    try:
+        run(spark, settings)
+    except quality.QualityGateFailed as exc:
+        print(f"[ingest_predictions] error: {exc}", file=sys.stderr)
+        return 1
+    if args.register:
+        from scenelake.trino_client import register_tables
+        register_tables(settings, [("bronze", "predictions"), ("silver", "model_runs"),
+                                   ("silver", "predictions"), ("ops", "quarantine")])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""What every landing -> bronze -> silver job shares: new-file detection, raw records, quarantine.
+
+The shape of a job: find landed files that bronze has not seen (path + digest), split them into
+raw records, append those to bronze in one commit; then, when bronze moved past the version a
+silver table records in its last commit, rebuild the silver candidate from all of bronze, send
+every record that breaks a rule (or loses deduplication) to ops.quarantine, gate and merge the
+rest. A crash anywhere leaves tables at a committed version, and a rerun converges.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from scenelake import delta_io
+from scenelake.settings import Settings
+
+QUARANTINE = "ops.quarantine"
+Progress = Callable[[str], None]
+
+RECORD = T.StructType([
+    T.StructField("section", T.StringType()),
+    T.StructField("record_no", T.LongType()),
+    T.StructField("payload", T.StringType()),
+])
+
+
+def new_batch_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def path_meta(relative_path: Column) -> Column:
+    """`key=value` folders of a landing path as a map (run_id=r1/capture_id=c -> {run_id: r1, ...})."""
+    segments = F.filter(F.split(relative_path, "/"), lambda s: s.contains("="))
+    return F.map_from_entries(F.transform(segments, lambda s: F.struct(
+        F.substring_index(s, "=", 1).alias("key"),
+        F.regexp_extract(s, "^[^=]*=(.*)$", 1).alias("value"))))
+
+
+def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
+               binary: bool = False) -> DataFrame:
+    """Landed files under landing/<subdir> (recursively) as (source_file, content).
+
+    `source_file` is relative to the landing root. A missing folder is no files, not an error.
+    """
+    folder = f"{settings.landing_root.rstrip('/')}/{subdir}"
+    reader = spark.read.option("pathGlobFilter", glob).option("recursiveFileLookup", "true")
+    try:
+        if binary:
+            raw = reader.format("binaryFile").load(folder).select(
+                F.col("path"), F.col("content").cast("string").alias("value"))
+        else:
+            raw = reader.text(folder, wholetext=True).select(
+                F.col("_metadata.file_path").alias("path"), "value")
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" not in str(exc):
+            raise
+        return spark.createDataFrame([], "source_file string, value string")
+    root = settings.landing_root.rstrip("/").split("://")[-1]
+    return raw.select(
+        F.regexp_replace(F.regexp_replace("path", "^[a-z0-9]+:", ""), "^/*" + _regex_escape(root.lstrip("/")) + "/",
+                         "").alias("source_file"),
+        "value")
+
+
+def _regex_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in r".^$*+?{}[]\|()" else ch for ch in text)
+
+
+def unseen(spark: SparkSession, settings: Settings, files: DataFrame, bronze: str) -> DataFrame:
+    """Files whose (path, digest) bronze has not loaded yet; a re-delivered copy is skipped."""
+    files = files.withColumn("source_sha256", F.sha2("value", 256))
+    if delta_io.table_exists(spark, settings, bronze):
+        seen = delta_io.read_table(spark, settings, bronze).select(
+            "source_file", "source_sha256").distinct()
+        files = files.join(seen, ["source_file", "source_sha256"], "left_anti")
+    return files
+
+
+def lines(value: Column) -> Column:
+    """A text's non-empty lines as records (section `rows`, 1-based line numbers)."""
+    numbered = F.transform(F.split(value, "\r?\n"), lambda line, i: F.struct(
+        F.lit("rows").alias("section"), (i + 1).cast("long").alias("record_no"),
+        line.alias("payload")))
+    return F.filter(numbered, lambda r: F.length(F.trim(r["payload"])) > 0)
+
+
+@F.udf(returnType=T.ArrayType(RECORD))
+def json_document_records(text):  # type: ignore[no-untyped-def]
+    """A JSON document's records: each element of its top-level arrays (or of the array itself).
+
+    A document that does not parse (truncated, not JSON) is one record of section `file` whose
+    payload is the whole text, so the file is quarantined by name and nothing is lost.
+    Written as a Python UDF because a COCO file is
+    one JSON value: it must be parsed whole, which Spark's JSON reader cannot do with error
+    recovery per file. No type hints: with them pyspark takes the function for a pandas UDF.
+    """
+    try:
+        doc = json.loads(text or "")
+    except ValueError:
+        return [("file", 1, text or "")]
+    if isinstance(doc, list):
+        return [("results", i + 1, json.dumps(item)) for i, item in enumerate(doc)]
+    if not isinstance(doc, dict):
+        return [("file", 1, text or "")]
+    out = []
+    for section in ("images", "annotations", "categories"):
+        for i, item in enumerate(doc.get(section) or []):
+            out.append((section, i + 1, json.dumps(item)))
+    return out
+
+
+def to_bronze(records: DataFrame, batch_id: str) -> DataFrame:
+    return (records.withColumn("batch_id", F.lit(batch_id))
+            .withColumn("loaded_at", F.lit(datetime.now(UTC)).cast("timestamp")))
+
+
+def rebuild_needed(spark: SparkSession, settings: Settings, silver: str, built_from: str) -> bool:
+    return delta_io.last_commit_metadata(spark, settings, silver) != built_from
+
+
+def first_failed_rule(*rules: tuple[str, Column]) -> Column:
+    """The name of the first rule whose condition holds (the record breaks it), else null."""
+    out: Column = F.lit(None).cast("string")
+    for name, broken in reversed(rules):
+        out = F.when(F.coalesce(broken, F.lit(True)), F.lit(name)).otherwise(out)
+    return out
+
+
+def latest_wins(df: DataFrame, key: list[str]) -> tuple[DataFrame, DataFrame]:
+    """Split rows into one winner per key (loaded last, then later file, then later record) and
+    the losing copies, which are returned with a `rule` naming their winner."""
+    order = Window.partitionBy(*key).orderBy(
+        F.col("loaded_at").desc(), F.col("source_file").desc(), F.col("record_no").desc())
+    ranked = (df.withColumn("_rank", F.row_number().over(order))
+              .withColumn("_winner", F.first(F.concat_ws(":", "source_file", "record_no")).over(order)))
+    winners = ranked.where("_rank = 1").drop("_rank", "_winner")
+    losers = ranked.where("_rank > 1").withColumn(
+        "rule", F.concat(F.lit("duplicate_of:"), F.col("_winner"))).drop("_rank", "_winner")
+    return winners, losers
+
+
+def quarantine_rows(rejected: DataFrame, target: str, batch_id: str) -> DataFrame:
+    """Rejected bronze records (with a `rule` column) in ops.quarantine's shape."""
+    section = F.col("section") if "section" in rejected.columns else F.lit("rows")
+    return rejected.select(
+        F.lit(target).alias("target_table"), "source_file", section.alias("section"),
+        "record_no", "rule", "payload", F.lit(batch_id).alias("batch_id"))
+
+
+def write_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame) -> None:
+    delta_io.merge(spark, settings, QUARANTINE, rows.dropDuplicates(
+        ["target_table", "source_file", "section", "record_no"]))
+
+
+def field_rules(payload: Column, parsed: Column, fields: list[str]) -> list[tuple[str, Column]]:
+    """missing:<f> when the JSON lacks a required field, type:<f> when it has the wrong type."""
+    rules = []
+    for name in fields:
+        raw = F.get_json_object(payload, f"$.{name}")
+        rules.append((f"missing:{name}", raw.isNull()))
+        rules.append((f"type:{name}", raw.isNotNull() & parsed[name].isNull()))
+    return rules
+
+
+def malformed(payload: Column) -> Column:
+    """The record is not a JSON object at all."""
+    return F.from_json(payload, "map<string,string>").isNull()
+
+
+def file_failures(records: DataFrame) -> DataFrame:
+    """Whole files that could not be read: one quarantine record each, named by file."""
+    return records.where(F.col("section") == "file").withColumn("rule", F.lit("malformed_json"))
+
+
+def split_good(df: DataFrame, key: list[str], columns: list[str]) -> tuple[DataFrame, DataFrame]:
+    """Good rows deduplicated on the key (only `columns` kept), and every rejected row."""
+    good = df.where(F.col("rule").isNull())
+    winners, losers = latest_wins(good.drop("rule"), key)
+    rejected = df.where(F.col("rule").isNotNull()).unionByName(losers)
+    return winners.select(*columns), rejected
+
+
+def mot_rows(records: DataFrame) -> DataFrame:
+    """MOTChallenge lines (frame,id,x,y,w,h,conf,...: gt.txt or tracker output) typed, with their rule."""
+    df = records.withColumn("f", F.split("payload", ","))
+    # try_*: Spark 4 runs ANSI SQL, where a short line or a bad number would fail the whole job.
+    typed = {name: F.expr(f"try_cast(trim(try_element_at(f, {i + 1})) as double)")
+             for i, name in enumerate(["frame", "id", "x", "y", "w", "h", "conf"])}
+    df = df.select("*", *[v.alias(k) for k, v in typed.items()])
+    rule = first_failed_rule(
+        ("malformed_csv", F.size("f") < 6),
+        *[(f"type:{k}", F.col(k).isNull()) for k in ["frame", "id", "x", "y", "w", "h"]],
+        ("type:frame", F.col("frame") != F.floor("frame")),
+        ("range:frame>=1", F.col("frame") < 1),
+        ("range:w>=0", F.col("w") < 0),
+        ("range:h>=0", F.col("h") < 0),
+    )
+    return df.withColumn("rule", rule)
+
+
+def silent(_message: str) -> None:
+    """A progress callback that prints nothing (tests)."""
