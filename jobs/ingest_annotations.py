@@ -165,6 +165,7 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
 def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = print) -> Report:
     batch_id = ingest.new_batch_id()
     names, added = land_new_files(spark, settings, batch_id, progress)
+    ingest.crash_point("annotations:after_bronze")
     version = delta_io.table_version(spark, settings, BRONZE)
     built_from = f"{BRONZE}@{version}"
     if version is None or not ingest.rebuild_needed(spark, settings, ANNOTATIONS, built_from):
@@ -190,7 +191,9 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     quarantined = rejected.count()
     # Quarantine first, silver last: silver's commit is what marks the rebuild as done.
     ingest.write_quarantine(spark, settings, rejected)
+    ingest.crash_point("annotations:after_quarantine")
     delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=built_from)
+    ingest.crash_point("annotations:after_frames")
     delta_io.merge(spark, settings, ANNOTATIONS, annotations, commit_metadata=built_from)
     report = Report(names, added, True, frames.count(), annotations.count(), quarantined)
     progress(f"[ingest_annotations] published {report.frames} frames, {report.annotations} annotations; "

@@ -10,6 +10,7 @@ rest. A crash anywhere leaves tables at a committed version, and a rerun converg
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -204,6 +205,13 @@ def mot_rows(records: DataFrame) -> DataFrame:
         ("range:h>=0", F.col("h") < 0),
     )
     return df.withColumn("rule", rule)
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: die here, as a kill -9 would, when
+    SCENELAKE_CRASH_AT names this point. Costs one environment lookup in production."""
+    if os.environ.get("SCENELAKE_CRASH_AT") == name:
+        os._exit(99)
 
 
 def silent(_message: str) -> None:

@@ -1,0 +1,112 @@
+"""Every quarantine rule of the annotation and prediction transforms, on tiny inline records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from jobs.ingest_annotations import coco_annotations, coco_frames
+from jobs.ingest_predictions import predictions
+from scenelake.ingest import json_document_records, latest_wins, mot_rows
+
+pytestmark = pytest.mark.unit
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+META = {"capture_id": "cap-1", "label_batch": "lb1", "run_id": "run-1"}
+SCHEMA = ("source_file string, format string, section string, record_no long, payload string, "
+          "import_meta map<string,string>, loaded_at timestamp")
+
+
+def records(spark, rows):  # type: ignore[no-untyped-def]
+    return spark.createDataFrame([(*r, META, T0) for r in rows], SCHEMA)
+
+
+def coco_file(spark, annotations):  # type: ignore[no-untyped-def]
+    base = [("f.json", "coco", "images", 1, json.dumps({"id": 7, "width": 100, "height": 50})),
+            ("f.json", "coco", "categories", 1, json.dumps({"id": 1, "name": "person"}))]
+    return records(spark, base + [("f.json", "coco", "annotations", i + 1, a) for i, a in enumerate(annotations)])
+
+
+def ann(**changes: object) -> str:
+    record = {"id": 1, "image_id": 7, "category_id": 1, "bbox": [10.0, 5.0, 20.0, 30.0], "area": 600.0, "iscrowd": 0}
+    record.update(changes)
+    return json.dumps({k: v for k, v in record.items() if v is not ...})
+
+
+def test_coco_annotation_rules(spark) -> None:  # type: ignore[no-untyped-def]
+    got = coco_annotations(coco_file(spark, [
+        ann(), ann(id=2, iscrowd=1), "{not json", ann(id=4, bbox=...), ann(id=5, area="big"),
+        ann(id=6, bbox=[1.0, 2.0, 3.0]), ann(id=7, bbox=[1.0, 2.0, -3.0, 4.0]), ann(id=8, image_id=99),
+        ann(id=9, category_id=5), ann(id=10, bbox=[90.0, 5.0, 20.0, 30.0]),
+    ])).select("record_no", "annotation_id", "is_crowd", "rule").orderBy("record_no").collect()
+    assert [tuple(r) for r in got] == [
+        (1, "lb1:1", False, None), (2, "lb1:2", True, None), (3, "lb1", False, "malformed_json"),
+        (4, "lb1:4", False, "missing:bbox"), (5, "lb1:5", False, "type:area"), (6, "lb1:6", False, "type:bbox"),
+        (7, "lb1:7", False, "range:w>=0"), (8, "lb1:8", False, "unknown_frame"),
+        (9, "lb1:9", False, "unknown_category"), (10, "lb1:10", False, "range:box_inside_frame"),
+    ]
+
+
+def test_coco_frames_rules(spark) -> None:  # type: ignore[no-untyped-def]
+    got = coco_frames(records(spark, [
+        ("f.json", "coco", "images", 1, json.dumps({"id": 7, "width": 100, "height": 50, "file_name": "a.jpg"})),
+        ("f.json", "coco", "images", 2, json.dumps({"width": 100, "height": 50})),
+        ("f.json", "coco", "images", 3, json.dumps({"id": 8, "width": 0, "height": 50})),
+    ])).select("frame_index", "width", "file_name", "rule").collect()
+    assert [tuple(r) for r in got] == [(7, 100, "a.jpg", None), (None, 100, None, "missing:id"),
+                                       (8, 0, None, "range:width>=1")]
+
+
+def test_mot_line_rules(spark) -> None:  # type: ignore[no-untyped-def]
+    lines = ["1,1,399,182,121,229,1,-1,-1,-1", "2,1,1,2", "x,1,1,2,3,4,1", "1.5,1,1,2,3,4,1",
+             "0,1,1,2,3,4,1", "3,1,1,2,-3,4,1", "4,2,1.5,2.5,3,4"]
+    got = mot_rows(records(spark, [("gt.txt", "mot", "rows", i + 1, ln) for i, ln in enumerate(lines)]))
+    assert [r.rule for r in got.orderBy("record_no").collect()] == [
+        None, "malformed_csv", "type:frame", "type:frame", "range:frame>=1", "range:w>=0", None]
+
+
+def test_truncated_json_document_is_one_file_record_holding_the_text(spark) -> None:  # type: ignore[no-untyped-def]
+    df = spark.createDataFrame([('{"images": [{"id": 1}', ), ('[{"a": 1}, {"a": 2}]', )], "value string")
+    got = [r.r for r in df.select(json_document_records("value").alias("r")).collect()]
+    assert [[tuple(x) for x in rs] for rs in got] == [
+        [("file", 1, '{"images": [{"id": 1}')],
+        [("results", 1, '{"a": 1}'), ("results", 2, '{"a": 2}')]]
+
+
+def test_prediction_rules(spark) -> None:  # type: ignore[no-untyped-def]
+    det = {"frame_index": 7, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
+    rows = records(spark, [
+        ("p.jsonl", "jsonl", "rows", 1, json.dumps(det)),
+        ("p.jsonl", "jsonl", "rows", 2, json.dumps({**det, "score": 1.5})),
+        ("p.jsonl", "jsonl", "rows", 3, json.dumps({**det, "frame_index": 8})),
+        ("p.jsonl", "jsonl", "rows", 4, json.dumps({**det, "prediction_id": "own-4", "score": "high"})),
+        ("p.jsonl", "jsonl", "rows", 5, '{"frame_index": 7, "bbox": [1,'),
+        ("t.txt", "mot", "rows", 1, "7,3,1,2,3,4,-1,-1,-1,-1"),
+    ])
+    frames = spark.createDataFrame([("cap-1", 7)], "capture_id string, frame_index long")
+    runs = spark.createDataFrame([("run-1",)], "run_id string")
+    got = predictions(rows, frames, runs).select("source_file", "record_no", "prediction_id", "score", "track_id",
+                                                 "rule").orderBy("source_file", "record_no").collect()
+    assert [tuple(r) for r in got] == [
+        ("p.jsonl", 1, "p.jsonl:1", 0.5, None, None),
+        ("p.jsonl", 2, "p.jsonl:2", 1.5, None, "range:score_in_0_1"),
+        ("p.jsonl", 3, "p.jsonl:3", 0.5, None, "unknown_frame"),
+        ("p.jsonl", 4, "own-4", None, None, "type:score"),
+        ("p.jsonl", 5, "p.jsonl:5", None, None, "malformed_json"),
+        ("t.txt", 1, "t.txt:1", -1.0, 3, None),
+    ]
+    unknown_run = predictions(rows, frames, spark.createDataFrame([], "run_id string"))
+    assert {r.rule for r in unknown_run.where("record_no = 1 and source_file = 'p.jsonl'").collect()} == {"unknown_run"}
+
+
+def test_latest_copy_wins_and_losers_name_their_winner(spark) -> None:  # type: ignore[no-untyped-def]
+    later = T0 + dt.timedelta(hours=1)
+    df = spark.createDataFrame([("k", "a.json", 1, T0), ("k", "a.json", 2, T0), ("k", "b.json", 1, later),
+                                ("j", "a.json", 3, T0)],
+                               "key string, source_file string, record_no long, loaded_at timestamp")
+    winners, losers = latest_wins(df, ["key"])
+    assert sorted(tuple(r) for r in winners.select("key", "source_file", "record_no").collect()) == [
+        ("j", "a.json", 3), ("k", "b.json", 1)]
+    assert sorted(tuple(r) for r in losers.select("source_file", "record_no", "rule").collect()) == [
+        ("a.json", 1, "duplicate_of:b.json:1"), ("a.json", 2, "duplicate_of:b.json:1")]
