@@ -19,7 +19,7 @@ setup: ## Install everything (venv, Delta jars, Trino) once; later runs download
 run: setup ## Start Trino, land the sample, run the pipeline, print the tables from Trino
 	@$(SCENELAKE) trino up
 	@$(SCENELAKE) sample
-	@$(SCENELAKE) run ingest_captures
+	@$(SCENELAKE) run pipeline
 	@echo; echo "Row counts, queried through Trino:"
 	@$(SCENELAKE) tables
 	@echo; $(SCENELAKE) connect-info
@@ -43,7 +43,7 @@ trino-down: ## Stop the embedded Trino server
 trino-status: ## Is Trino running? (exit 1 when not)
 	@$(SCENELAKE) trino status
 
-submit: setup ## Run JOB under spark-submit as a scheduler would: make submit JOB=ingest_captures
+submit: setup ## Run JOB under spark-submit as a scheduler would: make submit JOB=pipeline
 	@test -n "$(JOB)" || { echo "usage: make submit JOB=<job>"; exit 2; }
 	@SPARK_HOME=$$($(BIN)/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))') \
 	  PYSPARK_PYTHON=$(abspath $(BIN))/python \

@@ -69,7 +69,8 @@ def coco_frames(records: DataFrame) -> DataFrame:
 def mot_annotations(rows: DataFrame) -> DataFrame:
     batch = F.col("import_meta")["label_batch"]
     return rows.select(
-        F.concat_ws(":", batch, F.col("frame").cast("long"), F.col("id").cast("long")).alias("annotation_id"),
+        F.concat_ws(":", F.col("import_meta")["capture_id"], batch, F.col("frame").cast("long"),
+                    F.col("id").cast("long")).alias("annotation_id"),
         F.col("import_meta")["capture_id"].alias("capture_id"),
         F.col("frame").cast("long").alias("frame_index"),
         F.lit("person").alias("category"), F.lit(1).cast("long").alias("category_id"),
@@ -126,7 +127,7 @@ def coco_annotations(records: DataFrame) -> DataFrame:
     )
     batch = F.col("import_meta")["label_batch"]
     return ann.select(
-        F.concat_ws(":", batch, F.col("a.id")).alias("annotation_id"),
+        F.concat_ws(":", F.col("import_meta")["capture_id"], batch, F.col("a.id")).alias("annotation_id"),
         F.col("import_meta")["capture_id"].alias("capture_id"),
         F.col("image_id").alias("frame_index"), "category", "category_id",
         x.alias("x"), y.alias("y"), w.alias("w"), h.alias("h"), F.col("a.area").alias("area"),

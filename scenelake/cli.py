@@ -224,19 +224,21 @@ def import_mot(gt: Path | None, results: Path | None, sequence: str, label_batch
 
 
 @main.command("sample")
-@click.option("--force", is_flag=True, help="copy even if the landing zone has manifests")
+@click.option("--force", is_flag=True, help="overwrite files the landing zone already has")
 def sample_cmd(force: bool) -> None:
-    """Copy the built-in sample manifests into the landing zone (local lakes only)."""
+    """Copy the built-in sample (manifests, COCO exports, two model runs) into the landing zone."""
     settings = load_settings()
     if "://" in settings.landing_root:
-        _fail("the landing zone is remote; copy the sample with your object-store tools")
-    target = Path(settings.landing_root) / "manifests"
-    target.mkdir(parents=True, exist_ok=True)
-    for src in sorted((Path(__file__).parent / "sample").glob("*.jsonl")):
-        dest = target / src.name
+        _fail("the landing zone is remote; copy scenelake/sample/landing with your object-store tools")
+    source = Path(__file__).parent / "sample" / "landing"
+    landed = 0
+    for src in sorted(p for p in source.rglob("*") if p.is_file()):
+        dest = Path(settings.landing_root) / src.relative_to(source)
         if force or not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
-            click.echo(f"landed {dest}")
+            landed += 1
+    click.echo(f"sample: {landed} file(s) landed in {settings.landing_root}")
 
 
 def entry() -> None:

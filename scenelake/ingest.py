@@ -52,6 +52,9 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
     `source_file` is relative to the landing root. A missing folder is no files, not an error.
     """
     folder = f"{settings.landing_root.rstrip('/')}/{subdir}"
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(folder)  # type: ignore[union-attr]
+    if not jvm_path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(jvm_path):  # type: ignore[union-attr]
+        return spark.createDataFrame([], "source_file string, value string")
     reader = spark.read.option("pathGlobFilter", glob).option("recursiveFileLookup", "true")
     try:
         if binary:

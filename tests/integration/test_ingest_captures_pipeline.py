@@ -20,7 +20,7 @@ from scenelake.spark import submit_args
 from scenelake.trino_client import query, register_tables
 
 pytestmark = pytest.mark.integration
-SAMPLE = PROJECT_ROOT / "scenelake" / "sample" / "captures-2026-11-01.jsonl"
+SAMPLE = PROJECT_ROOT / "scenelake" / "sample" / "landing" / "manifests" / "captures-2026-11-01.jsonl"
 
 
 @pytest.fixture

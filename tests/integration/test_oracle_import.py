@@ -76,7 +76,7 @@ def test_one_oracle_record_reads_back_exactly(spark, oracle_lake) -> None:  # ty
              .select("frame_index", "category_id", "x", "y", "w", "h", "score").collect())
     assert [tuple(r) for r in first] == [(42, 18, 258.15, 41.29, 348.26, 243.78, 0.236)]
     gt = (delta_io.read_table(spark, oracle_lake, "silver.annotations")
-          .where(F.col("annotation_id") == "TUD-Campus:1:1")
+          .where(F.col("annotation_id") == "TUD-Campus:TUD-Campus:1:1")
           .select("frame_index", "track_id", "x", "y", "w", "h", "area", "category").collect())
     assert [tuple(r) for r in gt] == [(1, 1, 399.0, 182.0, 121.0, 229.0, 121.0 * 229.0, "person")]
 

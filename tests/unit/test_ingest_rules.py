@@ -41,10 +41,11 @@ def test_coco_annotation_rules(spark) -> None:  # type: ignore[no-untyped-def]
         ann(id=9, category_id=5), ann(id=10, bbox=[90.0, 5.0, 20.0, 30.0]),
     ])).select("record_no", "annotation_id", "is_crowd", "rule").orderBy("record_no").collect()
     assert [tuple(r) for r in got] == [
-        (1, "lb1:1", False, None), (2, "lb1:2", True, None), (3, "lb1", False, "malformed_json"),
-        (4, "lb1:4", False, "missing:bbox"), (5, "lb1:5", False, "type:area"), (6, "lb1:6", False, "type:bbox"),
-        (7, "lb1:7", False, "range:w>=0"), (8, "lb1:8", False, "unknown_frame"),
-        (9, "lb1:9", False, "unknown_category"), (10, "lb1:10", False, "range:box_inside_frame"),
+        (1, "cap-1:lb1:1", False, None), (2, "cap-1:lb1:2", True, None), (3, "cap-1:lb1", False, "malformed_json"),
+        (4, "cap-1:lb1:4", False, "missing:bbox"), (5, "cap-1:lb1:5", False, "type:area"),
+        (6, "cap-1:lb1:6", False, "type:bbox"),
+        (7, "cap-1:lb1:7", False, "range:w>=0"), (8, "cap-1:lb1:8", False, "unknown_frame"),
+        (9, "cap-1:lb1:9", False, "unknown_category"), (10, "cap-1:lb1:10", False, "range:box_inside_frame"),
     ]
 
 
