@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def spark(settings: Settings):  # type: ignore[no-untyped-def]
     status = Path(f"/proc/{driver_pid}/status")
     if status.exists():
         peak = next(ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:"))
-        print(f"\n[spark] driver peak resident memory {int(peak.split()[1]) / 1024:.0f} MiB")
+        sys.__stdout__.write(f"\n[spark] driver peak resident memory {int(peak.split()[1]) / 1024:.0f} MiB\n")
     session.stop()
 
 
@@ -60,7 +61,7 @@ def trino(settings: Settings) -> Iterator[Settings]:
     yield settings
     peak = server.peak_memory_kib()
     if peak:
-        print(f"\n[trino] peak resident memory {peak / 1024:.0f} MiB")
+        sys.__stdout__.write(f"\n[trino] peak resident memory {peak / 1024:.0f} MiB\n")
     server.down()
 
 
