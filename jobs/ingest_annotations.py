@@ -83,8 +83,11 @@ def mot_annotations(rows: DataFrame) -> DataFrame:
 
 
 def mot_frames(rows: DataFrame) -> DataFrame:
-    """Every frame 1..last labelled frame of a sequence is labelled, even with no one in it."""
-    good = rows.where(F.col("rule").isNull())
+    """Every frame 1..last labelled frame of a sequence is labelled, even with no one in it.
+
+    A line whose box is broken still says its frame was labelled, so every readable frame
+    number counts."""
+    good = rows.where((F.col("frame") >= 1) & (F.col("frame") == F.floor("frame")))
     last = good.groupBy(F.col("import_meta")["capture_id"].alias("capture_id"), "source_file").agg(
         F.max("frame").cast("long").alias("last"), F.max("loaded_at").alias("loaded_at"))
     return last.select(

@@ -108,7 +108,15 @@ def predictions(records: DataFrame, frames: DataFrame, runs: DataFrame) -> DataF
         ("missing:capture_id", F.col("capture_id").isNull()),
         ("unknown_run", F.col("run_known").isNull()),
         ("unknown_frame", F.col("frame_known").isNull()),
-    ))).withColumn("prediction_id", F.coalesce("own_id", F.concat_ws(":", "source_file", "record_no")))
+    ))).withColumn("prediction_id", F.coalesce("own_id", content_id()))
+
+
+def content_id() -> Column:
+    """An id from what a detection says, for files that give none: a record delivered twice (in
+    one file or two) is then one prediction, and its copy is quarantined as a duplicate."""
+    parts = ["run_id", "capture_id", "frame_index", "category_id", "x", "y", "w", "h", "score", "track_id"]
+    return F.concat(F.lit("h:"), F.substring(F.sha2(F.concat_ws("|", *[F.col(c).cast("string") for c in parts]),
+                                                    256), 1, 24))
 
 
 def model_runs(run_files: DataFrame) -> DataFrame:

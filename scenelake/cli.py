@@ -223,6 +223,29 @@ def import_mot(gt: Path | None, results: Path | None, sequence: str, label_batch
         _fail(str(exc))
 
 
+@main.command("generate")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="landing folder to write")
+@click.option("--captures", default=20, show_default=True, help="number of capture sessions")
+@click.option("--seed", default=0, show_default=True, help="random seed (same seed, same files)")
+@click.option("--defect-rate", default=0.0, show_default=True,
+              help="share of records damaged (malformed, mistyped, out of range, duplicated, ...)")
+def generate_cmd(out: Path, captures: int, seed: int, defect_rate: float) -> None:
+    """Write a realistic landing zone: manifests, COCO and MOT ground truth, two model runs.
+
+    \b
+    Runs person-v1 and person-v2 predict on every labelled frame, as JSON lines, Parquet, COCO
+    results and MOT tracker output. Recall falls with dim/dark light and heavy occlusion;
+    person-v2 is better everywhere except the PLANTED REGRESSION: lighting=dark with
+    motion=running, where its recall is halved. With --defect-rate, damaged records are listed
+    in OUT/ledger.jsonl with the quarantine rule the pipeline must give them; OUT/truth.json
+    describes the captures and the regression.
+    """
+    from scenelake.generator import generate
+
+    ledger = generate(out, captures, seed, defect_rate)
+    click.echo(f"generated {captures} captures in {out} ({len(ledger.entries)} planted defects)")
+
+
 @main.command("sample")
 @click.option("--force", is_flag=True, help="overwrite files the landing zone already has")
 def sample_cmd(force: bool) -> None:

@@ -8,6 +8,7 @@ configuration (including --jars) wins; see `scenelake submit-args`.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -53,6 +54,9 @@ def get_spark(app_name: str = "scenelake", settings: Settings | None = None,
     builder = SparkSession.builder.appName(app_name).master(settings.spark_master)
     conf = {**DELTA_CONF, **settings.spark_conf, **(extra_conf or {})}
     conf.setdefault("spark.jars", ",".join(str(j) for j in delta_jars(settings)))
+    if settings.spark_master.startswith("local"):
+        # Python workers run this interpreter (with pandas and pyarrow), not whatever python3 is first on PATH.
+        conf.setdefault("spark.pyspark.python", sys.executable)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

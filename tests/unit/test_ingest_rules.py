@@ -83,20 +83,25 @@ def test_prediction_rules(spark) -> None:  # type: ignore[no-untyped-def]
         ("p.jsonl", "jsonl", "rows", 3, json.dumps({**det, "frame_index": 8})),
         ("p.jsonl", "jsonl", "rows", 4, json.dumps({**det, "prediction_id": "own-4", "score": "high"})),
         ("p.jsonl", "jsonl", "rows", 5, '{"frame_index": 7, "bbox": [1,'),
+        ("p.jsonl", "jsonl", "rows", 6, json.dumps(det)),
         ("t.txt", "mot", "rows", 1, "7,3,1,2,3,4,-1,-1,-1,-1"),
     ])
     frames = spark.createDataFrame([("cap-1", 7)], "capture_id string, frame_index long")
     runs = spark.createDataFrame([("run-1",)], "run_id string")
     got = predictions(rows, frames, runs).select("source_file", "record_no", "prediction_id", "score", "track_id",
                                                  "rule").orderBy("source_file", "record_no").collect()
-    assert [tuple(r) for r in got] == [
-        ("p.jsonl", 1, "p.jsonl:1", 0.5, None, None),
-        ("p.jsonl", 2, "p.jsonl:2", 1.5, None, "range:score_in_0_1"),
-        ("p.jsonl", 3, "p.jsonl:3", 0.5, None, "unknown_frame"),
-        ("p.jsonl", 4, "own-4", None, None, "type:score"),
-        ("p.jsonl", 5, "p.jsonl:5", None, None, "malformed_json"),
-        ("t.txt", 1, "t.txt:1", -1.0, 3, None),
+    assert [(r.source_file, r.record_no, r.score, r.track_id, r.rule) for r in got] == [
+        ("p.jsonl", 1, 0.5, None, None),
+        ("p.jsonl", 2, 1.5, None, "range:score_in_0_1"),
+        ("p.jsonl", 3, 0.5, None, "unknown_frame"),
+        ("p.jsonl", 4, None, None, "type:score"),
+        ("p.jsonl", 5, None, None, "malformed_json"),
+        ("p.jsonl", 6, 0.5, None, None),
+        ("t.txt", 1, -1.0, 3, None),
     ]
+    ids = [r.prediction_id for r in got]
+    assert ids[3] == "own-4"
+    assert ids[0] == ids[5] and ids[0].startswith("h:") and len(set(ids)) == 6  # record 6 repeats record 1
     unknown_run = predictions(rows, frames, spark.createDataFrame([], "run_id string"))
     assert {r.rule for r in unknown_run.where("record_no = 1 and source_file = 'p.jsonl'").collect()} == {"unknown_run"}
 
