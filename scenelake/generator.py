@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 RUNS = {"person-v1": 0.80, "person-v2": 0.88}
-REGRESSION = {"lighting": "dark", "motion": "running", "run_id": "person-v2", "recall_factor": 0.5}
+REGRESSION = {"lighting": "dark", "motion": "running", "run_id": "person-v2"}
+REGRESSION_RECALL_FACTOR = 0.5
 LIGHT = {"bright": 1.0, "normal": 1.0, "dim": 0.85, "dark": 0.6}
 OCCLUSION = {"none": 1.0, "partial": 0.85, "heavy": 0.6}
 WIDTH, HEIGHT = 1280, 720
@@ -102,7 +103,7 @@ def detections(rng: random.Random, cap: Capture, run_id: str,
     p = RUNS[run_id] * LIGHT[cap.scenario["lighting"]] * OCCLUSION[cap.scenario["occlusion"]]
     if (run_id == REGRESSION["run_id"] and cap.scenario["lighting"] == REGRESSION["lighting"]
             and cap.scenario["motion"] == REGRESSION["motion"]):
-        p *= REGRESSION["recall_factor"]
+        p *= REGRESSION_RECALL_FACTOR
     out = []
     for f, people in enumerate(truth):
         for tid, x, y, w, h in people:
@@ -142,8 +143,9 @@ def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> L
             fmt = ("mot" if i % 2 else "coco_results") if (i + k) % 3 == 0 else ("jsonl", "parquet")[(i + k) % 2]
             _predictions(out, cap, run_id, fmt, detections(rng, cap, run_id, truth), rng, defect_rate, ledger)
     (out / "ledger.jsonl").write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in ledger.entries))
-    (out / "truth.json").write_text(json.dumps({"regression": REGRESSION, "runs": RUNS,
-                                                "captures": [asdict(c) for c in caps]}, indent=1))
+    truth = {"regression": {**REGRESSION, "recall_factor": REGRESSION_RECALL_FACTOR}, "runs": RUNS,
+             "captures": [asdict(c) for c in caps]}
+    (out / "truth.json").write_text(json.dumps(truth, indent=1))
     return ledger
 
 
