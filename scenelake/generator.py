@@ -143,9 +143,9 @@ def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> L
             fmt = ("mot" if i % 2 else "coco_results") if (i + k) % 3 == 0 else ("jsonl", "parquet")[(i + k) % 2]
             _predictions(out, cap, run_id, fmt, detections(rng, cap, run_id, truth), rng, defect_rate, ledger)
     (out / "ledger.jsonl").write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in ledger.entries))
-    truth = {"regression": {**REGRESSION, "recall_factor": REGRESSION_RECALL_FACTOR}, "runs": RUNS,
+    described = {"regression": {**REGRESSION, "recall_factor": REGRESSION_RECALL_FACTOR}, "runs": RUNS,
              "captures": [asdict(c) for c in caps]}
-    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+    (out / "truth.json").write_text(json.dumps(described, indent=1))
     return ledger
 
 
