@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SCENELAKE := $(BIN)/scenelake
+CAPTURES ?= 24
 
 .PHONY: help setup run test test-unit test-integration trino-up trino-down trino-status \
         lint clean submit
@@ -16,9 +17,9 @@ help: ## List the targets
 setup: ## Install everything (venv, Delta jars, Trino) once; later runs download nothing
 	@$(PYTHON) provision/setup.py
 
-run: setup ## Start Trino, land the sample, run the pipeline, print the tables from Trino
+run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeline, print the tables from Trino
 	@$(SCENELAKE) trino up
-	@$(SCENELAKE) sample
+	@$(SCENELAKE) generate --captures $(CAPTURES) --seed 1 --defect-rate 0.02
 	@$(SCENELAKE) run pipeline
 	@echo; echo "Row counts, queried through Trino:"
 	@$(SCENELAKE) tables

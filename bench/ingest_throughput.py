@@ -72,7 +72,7 @@ def main() -> None:
     baseline = time.monotonic() - started
 
     started = time.monotonic()
-    report = ingest_predictions.run(spark, settings, progress=ingest.silent)
+    report = ingest_predictions.run(spark, settings, progress=print)
     ours = time.monotonic() - started
     assert report.predictions == args.predictions, report
 

@@ -194,7 +194,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     quality.gate(annotations, ANNOTATIONS)
     quarantined = rejected.count()
     # Quarantine first, silver last: silver's commit is what marks the rebuild as done.
-    ingest.write_quarantine(spark, settings, rejected)
+    ingest.write_quarantine(spark, settings, rejected, quarantined)
     ingest.crash_point("annotations:after_quarantine")
     delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=built_from)
     ingest.crash_point("annotations:after_frames")

@@ -203,23 +203,30 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     records = delta_io.read_table(spark, settings, BRONZE, version=version).withColumn("section", F.lit("rows"))
     frames = (delta_io.read_table(spark, settings, FRAMES, version=frames_version) if frames_version is not None
               else spark.createDataFrame([], "capture_id string, frame_index long"))
-    rows = predictions(records, frames, runs)
+    # Cached once: the good rows, the quarantined ones and both counts all derive from it.
+    rows = predictions(records, frames, runs).cache()
     good, rejected = ingest.split_good(rows, ["run_id", "prediction_id"], contract(PREDICTIONS).column_names)
     good = good.cache()
     # An unreadable COCO results file is one record whose payload is the whole text: it fails
     # malformed_json like any bad record.
     quarantine = (ingest.quarantine_rows(rejected, PREDICTIONS, batch_id)
                   .unionByName(ingest.quarantine_rows(bad_runs, RUNS, batch_id))).cache()
+    clock = ingest.Stopwatch(progress, "ingest_predictions")
+    kept = good.count()
+    clock.lap(f"parsed and checked {kept} predictions")
     quality.gate(runs, RUNS)
     quality.gate(good, PREDICTIONS)
+    clock.lap("quality gate passed")
     quarantined = quarantine.count()
-    ingest.write_quarantine(spark, settings, quarantine)
+    ingest.write_quarantine(spark, settings, quarantine, quarantined)
+    clock.lap(f"{quarantined} record(s) quarantined")
     delta_io.merge(spark, settings, RUNS, runs, commit_metadata=built_from)
     delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=built_from)
-    report = Report(names, added, True, runs.count(), good.count(), quarantined)
+    clock.lap("silver.predictions merged")
+    report = Report(names, added, True, runs.count(), kept, quarantined)
     progress(f"[ingest_predictions] published {report.runs} model runs, {report.predictions} predictions; "
              f"{quarantined} record(s) in {QUARANTINE}")
-    for df in (runs, good, quarantine):
+    for df in (runs, good, quarantine, rows):
         df.unpersist()
     return report
 

@@ -224,12 +224,12 @@ def import_mot(gt: Path | None, results: Path | None, sequence: str, label_batch
 
 
 @main.command("generate")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="landing folder to write")
+@click.option("--out", type=click.Path(path_type=Path), help="landing folder to write (default: the landing zone)")
 @click.option("--captures", default=20, show_default=True, help="number of capture sessions")
 @click.option("--seed", default=0, show_default=True, help="random seed (same seed, same files)")
 @click.option("--defect-rate", default=0.0, show_default=True,
               help="share of records damaged (malformed, mistyped, out of range, duplicated, ...)")
-def generate_cmd(out: Path, captures: int, seed: int, defect_rate: float) -> None:
+def generate_cmd(out: Path | None, captures: int, seed: int, defect_rate: float) -> None:
     """Write a realistic landing zone: manifests, COCO and MOT ground truth, two model runs.
 
     \b
@@ -242,6 +242,11 @@ def generate_cmd(out: Path, captures: int, seed: int, defect_rate: float) -> Non
     """
     from scenelake.generator import generate
 
+    if out is None:
+        landing_root = load_settings().landing_root
+        if "://" in landing_root:
+            _fail("the landing zone is remote: give --out and upload the folder")
+        out = Path(landing_root)
     ledger = generate(out, captures, seed, defect_rate)
     click.echo(f"generated {captures} captures in {out} ({len(ledger.entries)} planted defects)")
 

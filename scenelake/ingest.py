@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -143,9 +144,13 @@ def latest_wins(df: DataFrame, key: list[str]) -> tuple[DataFrame, DataFrame]:
     the losing copies, which are returned with a `rule` naming their winner."""
     order = Window.partitionBy(*key).orderBy(
         F.col("loaded_at").desc(), F.col("source_file").desc(), F.col("record_no").desc())
-    ranked = (df.withColumn("_rank", F.row_number().over(order))
+    # Most keys have one copy: rank only the keys that have more, so the common case skips the window.
+    counted = df.withColumn("_copies", F.count(F.lit(1)).over(Window.partitionBy(*key)))
+    single = counted.where("_copies = 1").drop("_copies")
+    ranked = (counted.where("_copies > 1").drop("_copies")
+              .withColumn("_rank", F.row_number().over(order))
               .withColumn("_winner", F.first(F.concat_ws(":", "source_file", "record_no")).over(order)))
-    winners = ranked.where("_rank = 1").drop("_rank", "_winner")
+    winners = single.unionByName(ranked.where("_rank = 1").drop("_rank", "_winner"))
     losers = ranked.where("_rank > 1").withColumn(
         "rule", F.concat(F.lit("duplicate_of:"), F.col("_winner"))).drop("_rank", "_winner")
     return winners, losers
@@ -159,7 +164,10 @@ def quarantine_rows(rejected: DataFrame, target: str, batch_id: str) -> DataFram
         "record_no", "rule", "payload", F.lit(batch_id).alias("batch_id"))
 
 
-def write_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame) -> None:
+def write_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame, count: int) -> None:
+    """Merge rejected records into ops.quarantine; with none to add, only make sure it exists."""
+    if count == 0 and delta_io.table_exists(spark, settings, QUARANTINE):
+        return
     delta_io.merge(spark, settings, QUARANTINE, rows.dropDuplicates(
         ["target_table", "source_file", "section", "record_no"]))
 
@@ -215,6 +223,18 @@ def crash_point(name: str) -> None:
     SCENELAKE_CRASH_AT names this point. Costs one environment lookup in production."""
     if os.environ.get("SCENELAKE_CRASH_AT") == name:
         os._exit(99)
+
+
+class Stopwatch:
+    """Progress lines with the time each stage took, for long jobs."""
+
+    def __init__(self, progress: Progress, job: str):
+        self.progress, self.job, self.last = progress, job, time.monotonic()
+
+    def lap(self, what: str) -> None:
+        now = time.monotonic()
+        self.progress(f"[{self.job}] {what} ({now - self.last:.1f}s)")
+        self.last = now
 
 
 def silent(_message: str) -> None:
