@@ -12,7 +12,6 @@ unknown_category, duplicate_of:<file>:<record>). Runs as `scenelake run ingest_a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 
@@ -20,8 +19,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from scenelake import delta_io, ingest, quality
-from scenelake.settings import Settings, load_settings
-from scenelake.spark import get_spark
+from scenelake.job import job_main
+from scenelake.settings import Settings
 
 BRONZE = "bronze.annotations"
 FRAMES = "silver.frames"
@@ -208,23 +207,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ingest_annotations", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=True,
-                        help="register the tables in Trino afterwards (default: on)")
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    spark = get_spark("ingest_annotations", settings)
-    try:
-        run(spark, settings)
-    except quality.QualityGateFailed as exc:
-        print(f"[ingest_annotations] error: {exc}", file=sys.stderr)
-        return 1
-    if args.register:
-        from scenelake.trino_client import register_tables
-        register_tables(settings, [("bronze", "annotations"), ("silver", "frames"),
-                                   ("silver", "annotations"), ("ops", "quarantine")])
-    return 0
+    return job_main("ingest_annotations", __doc__, run, [BRONZE, FRAMES, ANNOTATIONS, QUARANTINE], argv)
 
 
 if __name__ == "__main__":

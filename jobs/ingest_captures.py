@@ -10,20 +10,16 @@ rebuilt only when bronze moved past the version silver was built from. Runs as
 
 from __future__ import annotations
 
-import argparse
 import sys
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from scenelake import delta_io, quality
-from scenelake.settings import Settings, load_settings
-from scenelake.spark import get_spark
+from scenelake import delta_io, ingest, quality
+from scenelake.job import job_main
+from scenelake.settings import Settings
 
 BRONZE = "bronze.captures"
 SILVER = "silver.captures"
@@ -58,17 +54,9 @@ class IngestReport:
 # --- pure transforms ------------------------------------------------------------------
 def split_lines(files: DataFrame) -> DataFrame:
     """(source_file, source_sha256, value=whole text) -> one row per non-empty line, 1-based."""
-    return (files
-            .select("source_file", "source_sha256",
-                    F.posexplode(F.split(F.col("value"), "\r?\n")).alias("pos", "payload"))
-            .where(F.length(F.trim("payload")) > 0)
-            .select("source_file", "source_sha256",
-                    (F.col("pos") + 1).cast("long").alias("line_number"), "payload"))
-
-
-def with_load_metadata(lines: DataFrame, batch_id: str, loaded_at: datetime) -> DataFrame:
-    return (lines.withColumn("batch_id", F.lit(batch_id))
-            .withColumn("loaded_at", F.lit(loaded_at).cast("timestamp")))
+    return (files.select("source_file", "source_sha256", F.explode(ingest.lines(F.col("value"))).alias("r"))
+            .select("source_file", "source_sha256", F.col("r.record_no").alias("line_number"),
+                    F.col("r.payload").alias("payload")))
 
 
 def parse_captures(bronze: DataFrame) -> DataFrame:
@@ -105,34 +93,18 @@ def latest_per_capture(captures: DataFrame) -> DataFrame:
 
 # --- I/O ------------------------------------------------------------------------------
 def read_new_files(spark: SparkSession, settings: Settings) -> DataFrame:
-    folder = f"{settings.landing_root.rstrip('/')}/{MANIFEST_DIR}"
-    try:
-        raw = spark.read.option("pathGlobFilter", "*.jsonl").text(folder, wholetext=True)
-    except AnalysisException as exc:
-        if "PATH_NOT_FOUND" not in str(exc):
-            raise
-        raw = spark.createDataFrame([], "value string, _metadata struct<file_path:string>")
-    files = (raw
-             .select(F.col("_metadata.file_path").alias("path"), "value")
-             .withColumn("source_file", F.regexp_replace(
-                 "path", "^.*?" + "/manifests/", "manifests/"))
-             .withColumn("source_sha256", F.sha2("value", 256))
-             .drop("path"))
-    if delta_io.table_exists(spark, settings, BRONZE):
-        seen = delta_io.read_table(spark, settings, BRONZE).select(
-            "source_file", "source_sha256").distinct()
-        files = files.join(seen, ["source_file", "source_sha256"], "left_anti")
-    return files
+    files = ingest.read_files(spark, settings, MANIFEST_DIR, "*.jsonl")
+    return ingest.unseen(spark, settings, files, BRONZE)
 
 
 def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport:  # type: ignore[no-untyped-def]
-    batch_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    batch_id = ingest.new_batch_id()
     files = read_new_files(spark, settings).cache()
     new_files = sorted(r.source_file for r in files.select("source_file").collect())
     progress(f"[ingest_captures] {len(new_files)} new manifest file(s) in {settings.landing_root}")
     added = 0
     if new_files:
-        lines = with_load_metadata(split_lines(files), batch_id, datetime.now(UTC))
+        lines = ingest.to_bronze(split_lines(files), batch_id)
         added = lines.count()
         delta_io.append(spark, settings, BRONZE, lines, commit_metadata=f"batch={batch_id}")
         progress(f"[ingest_captures] bronze.captures += {added} lines (batch {batch_id})")
@@ -158,22 +130,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ingest_captures", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=True,
-                        help="register the tables in Trino afterwards (default: on)")
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    spark = get_spark("ingest_captures", settings)
-    try:
-        run(spark, settings)
-    except quality.QualityGateFailed as exc:
-        print(f"[ingest_captures] error: {exc}", file=sys.stderr)
-        return 1
-    if args.register:
-        from scenelake.trino_client import register_tables
-        register_tables(settings, [("bronze", "captures"), ("silver", "captures")])
-    return 0
+    return job_main("ingest_captures", __doc__, run, [BRONZE, SILVER], argv)
 
 
 if __name__ == "__main__":

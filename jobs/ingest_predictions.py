@@ -13,7 +13,6 @@ silver.frames moved, so predictions that arrived before their ground truth are r
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 
@@ -22,8 +21,8 @@ from pyspark.sql import functions as F
 
 from scenelake import delta_io, ingest, quality
 from scenelake.contracts import contract
-from scenelake.settings import Settings, load_settings
-from scenelake.spark import get_spark
+from scenelake.job import job_main
+from scenelake.settings import Settings
 
 BRONZE = "bronze.predictions"
 RUNS = "silver.model_runs"
@@ -232,23 +231,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ingest_predictions", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=True,
-                        help="register the tables in Trino afterwards (default: on)")
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    spark = get_spark("ingest_predictions", settings)
-    try:
-        run(spark, settings)
-    except quality.QualityGateFailed as exc:
-        print(f"[ingest_predictions] error: {exc}", file=sys.stderr)
-        return 1
-    if args.register:
-        from scenelake.trino_client import register_tables
-        register_tables(settings, [("bronze", "predictions"), ("silver", "model_runs"),
-                                   ("silver", "predictions"), ("ops", "quarantine")])
-    return 0
+    return job_main("ingest_predictions", __doc__, run, [BRONZE, RUNS, PREDICTIONS, QUARANTINE], argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""The entry point every job shares: arguments, session, run, quality-gate exit code, Trino.
+
+A job module defines `run(spark, settings, progress) -> report` and the tables it writes; its
+`main()` is one call to `job_main`, so `scenelake run <job>` and `spark-submit jobs/<job>.py`
+behave the same for every job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from scenelake import quality
+from scenelake.settings import Settings, load_settings
+from scenelake.spark import get_spark
+
+Run = Callable[..., Any]
+
+
+def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Callable[[SparkSession, Settings],
+             Sequence[str]], argv: list[str] | None = None) -> int:
+    """Parse the common flags, run the job, register `tables` (layer.table) in Trino.
+
+    Exit codes: 0 published, 1 a quality gate stopped a batch (nothing of it was published).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=True,
+                        help="register the written tables in Trino afterwards (default: on)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    spark = get_spark(prog, settings)
+    try:
+        run(spark, settings)
+    except quality.QualityGateFailed as exc:
+        print(f"[{prog}] error: {exc}", file=sys.stderr)
+        return 1
+    if args.register:
+        from scenelake.trino_client import register_tables
+
+        names = tables(spark, settings) if callable(tables) else tables
+        register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
+        print(f"[{prog}] {len(names)} table(s) registered in Trino")
+    return 0
