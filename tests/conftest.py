@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from scenelake.settings import Settings, load_settings
+
+MEASURED: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Resource figures of the run (closing notes quote them)."""
+    for what, value in MEASURED.items():
+        terminalreporter.write_line(f"{what}: {value}")
 
 
 def free_port() -> int:
@@ -47,7 +54,7 @@ def spark(settings: Settings):  # type: ignore[no-untyped-def]
     status = Path(f"/proc/{driver_pid}/status")
     if status.exists():
         peak = next(ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:"))
-        sys.__stdout__.write(f"\n[spark] driver peak resident memory {int(peak.split()[1]) / 1024:.0f} MiB\n")
+        MEASURED["Spark driver peak resident memory"] = f"{int(peak.split()[1]) / 1024:.0f} MiB"
     session.stop()
 
 
@@ -61,7 +68,7 @@ def trino(settings: Settings) -> Iterator[Settings]:
     yield settings
     peak = server.peak_memory_kib()
     if peak:
-        sys.__stdout__.write(f"\n[trino] peak resident memory {peak / 1024:.0f} MiB\n")
+        MEASURED["Trino peak resident memory"] = f"{peak / 1024:.0f} MiB"
     server.down()
 
 
