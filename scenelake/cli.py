@@ -162,8 +162,38 @@ def import_group() -> None:
     """Land standard files (COCO, MOTChallenge) in the landing zone for the ingestion jobs."""
 
 
-def _landed(path: Path) -> None:
-    click.echo(f"landed {path}")
+def _land(gt: Path | None, results: Path | None, capture_id: str, label_batch: str | None, run_id: str | None,
+          model: tuple[str, str], gt_flag: str, land_gt, results_format: str) -> None:  # type: ignore[no-untyped-def]
+    """The shared body of `import coco` and `import mot`: ground truth and/or one run's results."""
+    from scenelake import landing
+
+    settings = load_settings()
+    try:
+        if gt is None and results is None:
+            raise landing.LandingError(f"give {gt_flag}, --results or both")
+        landed = []
+        if gt is not None:
+            landed.append(land_gt(settings, gt, capture_id, label_batch or capture_id))
+        if results is not None:
+            if not run_id:
+                raise landing.LandingError("--results needs --run-id")
+            landed.append(landing.model_run(settings, run_id, *model))
+            landed.append(landing.predictions(settings, results, run_id, capture_id, results_format))
+    except landing.LandingError as exc:
+        _fail(str(exc))
+    for path in landed:
+        click.echo(f"landed {path}")
+
+
+def _run_options(func):  # type: ignore[no-untyped-def]
+    for option in reversed([
+        click.option("--label-batch", help="label batch of the ground truth (default: the capture id)"),
+        click.option("--run-id", help="model run of the results (required with --results)"),
+        click.option("--model-name", default="unknown", show_default=True),
+        click.option("--model-version", default="unknown", show_default=True),
+    ]):
+        func = option(func)
+    return func
 
 
 @import_group.command("coco")
@@ -171,56 +201,28 @@ def _landed(path: Path) -> None:
               help="COCO instances JSON (ground truth)")
 @click.option("--results", type=click.Path(exists=True, path_type=Path), help="COCO results JSON (detections)")
 @click.option("--dataset", required=True, help="capture id the images belong to, e.g. coco-val2014-100")
-@click.option("--label-batch", help="label batch of the annotations (default: the dataset)")
-@click.option("--run-id", help="model run of the results (required with --results)")
-@click.option("--model-name", default="unknown", show_default=True)
-@click.option("--model-version", default="unknown", show_default=True)
+@_run_options
 def import_coco(gt: Path | None, results: Path | None, dataset: str, label_batch: str | None,
                 run_id: str | None, model_name: str, model_version: str) -> None:
     """Land a COCO annotation file and/or a COCO results file."""
     from scenelake import landing
 
-    settings = load_settings()
-    try:
-        if gt is None and results is None:
-            raise landing.LandingError("give --annotations, --results or both")
-        if gt is not None:
-            _landed(landing.coco_annotations(settings, gt, dataset, label_batch or dataset))
-        if results is not None:
-            if not run_id:
-                raise landing.LandingError("--results needs --run-id")
-            _landed(landing.model_run(settings, run_id, model_name, model_version))
-            _landed(landing.predictions(settings, results, run_id, dataset, "coco_results"))
-    except landing.LandingError as exc:
-        _fail(str(exc))
+    _land(gt, results, dataset, label_batch, run_id, (model_name, model_version), "--annotations",
+          landing.coco_annotations, "coco_results")
 
 
 @import_group.command("mot")
 @click.option("--gt", type=click.Path(exists=True, path_type=Path), help="gt.txt or a sequence folder")
 @click.option("--results", type=click.Path(exists=True, path_type=Path), help="tracker output (MOT text)")
 @click.option("--sequence", required=True, help="sequence name, used as the capture id (e.g. TUD-Campus)")
-@click.option("--label-batch", help="label batch of the ground truth (default: the sequence)")
-@click.option("--run-id", help="model run of the results (required with --results)")
-@click.option("--model-name", default="unknown", show_default=True)
-@click.option("--model-version", default="unknown", show_default=True)
+@_run_options
 def import_mot(gt: Path | None, results: Path | None, sequence: str, label_batch: str | None,
                run_id: str | None, model_name: str, model_version: str) -> None:
     """Land a MOTChallenge ground truth and/or a tracker's output for one sequence."""
     from scenelake import landing
 
-    settings = load_settings()
-    try:
-        if gt is None and results is None:
-            raise landing.LandingError("give --gt, --results or both")
-        if gt is not None:
-            _landed(landing.mot_ground_truth(settings, gt, sequence, label_batch or sequence))
-        if results is not None:
-            if not run_id:
-                raise landing.LandingError("--results needs --run-id")
-            _landed(landing.model_run(settings, run_id, model_name, model_version))
-            _landed(landing.predictions(settings, results, run_id, sequence, "mot"))
-    except landing.LandingError as exc:
-        _fail(str(exc))
+    _land(gt, results, sequence, label_batch, run_id, (model_name, model_version), "--gt",
+          landing.mot_ground_truth, "mot")
 
 
 @main.command("generate")
