@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -70,13 +71,9 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
         return spark.createDataFrame([], "source_file string, value string")
     root = settings.landing_root.rstrip("/").split("://")[-1]
     return raw.select(
-        F.regexp_replace(F.regexp_replace("path", "^[a-z0-9]+:", ""), "^/*" + _regex_escape(root.lstrip("/")) + "/",
+        F.regexp_replace(F.regexp_replace("path", "^[a-z0-9]+:", ""), "^/*" + re.escape(root.lstrip("/")) + "/",
                          "").alias("source_file"),
         "value")
-
-
-def _regex_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in r".^$*+?{}[]\|()" else ch for ch in text)
 
 
 def unseen(spark: SparkSession, settings: Settings, files: DataFrame, bronze: str) -> DataFrame:
