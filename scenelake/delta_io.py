@@ -93,3 +93,18 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
          .execute())
     finally:
         spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+
+
+def replace_where(spark: SparkSession, settings: Settings, name: str, df: DataFrame, condition: str,
+                  commit_metadata: str | None = None) -> None:
+    """Atomically replace the rows matching `condition` (e.g. the runs re-evaluated) with `df`."""
+    table = contract(name)
+    path = settings.table_path(table.layer, table.table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        append(spark, settings, name, df, commit_metadata)
+        return
+    writer = (_conformed(df, table).write.format("delta").mode("overwrite").option("replaceWhere", condition)
+              .options(**_writer_options(commit_metadata)))
+    if table.partition_by:
+        writer = writer.partitionBy(*table.partition_by)
+    writer.save(path)

@@ -22,20 +22,25 @@ Run = Callable[..., Any]
 
 
 def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Callable[[SparkSession, Settings],
-             Sequence[str]], argv: list[str] | None = None) -> int:
+             Sequence[str]], argv: list[str] | None = None,
+             options: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
     """Parse the common flags, run the job, register `tables` (layer.table) in Trino.
 
+    `options` adds the job's own flags; their values reach `run` as keyword arguments.
     Exit codes: 0 published, 1 a quality gate stopped a batch (nothing of it was published).
     """
     parser = argparse.ArgumentParser(prog=prog, description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=True,
                         help="register the written tables in Trino afterwards (default: on)")
+    if options:
+        options(parser)
     args = parser.parse_args(argv)
+    extra = {k: v for k, v in vars(args).items() if k != "register"}
     settings = load_settings()
     spark = get_spark(prog, settings)
     try:
-        run(spark, settings)
+        run(spark, settings, **extra)
     except quality.QualityGateFailed as exc:
         print(f"[{prog}] error: {exc}", file=sys.stderr)
         return 1

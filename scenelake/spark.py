@@ -55,8 +55,10 @@ def get_spark(app_name: str = "scenelake", settings: Settings | None = None,
     conf = {**DELTA_CONF, **settings.spark_conf, **(extra_conf or {})}
     conf.setdefault("spark.jars", ",".join(str(j) for j in delta_jars(settings)))
     if settings.spark_master.startswith("local"):
-        # Python workers run this interpreter (with pandas and pyarrow), not whatever python3 is first on PATH.
+        # Python workers run this interpreter (with numpy, pandas and pyarrow), not whatever python3 is first
+        # on PATH. pyspark's SparkContext reads PYSPARK_PYTHON; the conf key only reaches spark-submit.
         conf.setdefault("spark.pyspark.python", sys.executable)
+        os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

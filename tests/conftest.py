@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +77,34 @@ def trino(settings: Settings) -> Iterator[Settings]:
 @pytest.fixture
 def table_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def run_cli(settings: Settings, *args: str) -> None:
+    env = {**os.environ, "SCENELAKE_LANDING_ROOT": settings.landing_root}
+    done = subprocess.run([sys.executable, "-m", "scenelake.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="session")
+def oracle_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
+    """The COCO and MOT oracle data imported through `scenelake import` and ingested into silver."""
+    import jobs.ingest_annotations as annotations_job
+    import jobs.ingest_predictions as predictions_job
+    from scenelake import ingest
+    from tests.oracles import ORACLES, require_oracles
+
+    require_oracles()
+    root = tmp_path_factory.mktemp("oracle")
+    lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+    coco = ORACLES / "coco-val2014-100"
+    run_cli(lake, "import", "coco", "--annotations", str(coco / "ground_truth.json"),
+              "--results", str(coco / "predictions_bbox.json"), "--dataset", "coco-val2014-100",
+              "--run-id", "coco-fakebbox", "--model-name", "fakebbox", "--model-version", "1")
+    for seq in ("TUD-Campus", "TUD-Stadtmitte"):
+        run_cli(lake, "import", "mot", "--gt", str(ORACLES / "mot15-tud" / seq / "gt.txt"),
+                  "--results", str(ORACLES / "mot15-tud" / seq / "test.txt"), "--sequence", seq,
+                  "--run-id", "mot15-tracker")
+    annotations_job.run(spark, lake, progress=ingest.silent)
+    predictions_job.run(spark, lake, progress=ingest.silent)
+    return lake

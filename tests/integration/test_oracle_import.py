@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,34 +12,8 @@ import jobs.ingest_predictions as predictions_job
 from scenelake import delta_io, ingest
 from scenelake.settings import Settings
 from scenelake.trino_client import query, register_tables
-from tests.oracles import ORACLES, require_oracles
 
 pytestmark = pytest.mark.integration
-
-
-def scenelake(settings: Settings, *args: str) -> None:
-    env = {**os.environ, "SCENELAKE_LANDING_ROOT": settings.landing_root}
-    done = subprocess.run([sys.executable, "-m", "scenelake.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.fixture(scope="module")
-def oracle_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
-    require_oracles()
-    root = tmp_path_factory.mktemp("oracle")
-    lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
-    coco = ORACLES / "coco-val2014-100"
-    scenelake(lake, "import", "coco", "--annotations", str(coco / "ground_truth.json"),
-              "--results", str(coco / "predictions_bbox.json"), "--dataset", "coco-val2014-100",
-              "--run-id", "coco-fakebbox", "--model-name", "fakebbox", "--model-version", "1")
-    for seq in ("TUD-Campus", "TUD-Stadtmitte"):
-        scenelake(lake, "import", "mot", "--gt", str(ORACLES / "mot15-tud" / seq / "gt.txt"),
-                  "--results", str(ORACLES / "mot15-tud" / seq / "test.txt"), "--sequence", seq,
-                  "--run-id", "mot15-tracker")
-    annotations_job.run(spark, lake, progress=ingest.silent)
-    predictions_job.run(spark, lake, progress=ingest.silent)
-    return lake
 
 
 def counts(spark, lake: Settings, table: str, *by: str) -> dict[tuple[object, ...], int]:  # type: ignore[no-untyped-def]
