@@ -14,7 +14,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from scenelake import quality
+from scenelake import quality, views
 from scenelake.settings import Settings, load_settings
 from scenelake.spark import get_spark
 
@@ -50,4 +50,7 @@ def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Calla
         names = tables(spark, settings) if callable(tables) else tables
         register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
         print(f"[{prog}] {len(names)} table(s) registered in Trino")
+        deployed = views.deploy(settings)
+        if deployed:
+            print(f"[{prog}] {len(deployed)} view(s) deployed: {', '.join(deployed)}")
     return 0

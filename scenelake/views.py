@@ -1,0 +1,157 @@
+"""The curated Trino views in `sql/<layer>/<view>.sql`: discovery, dependency order, deployment.
+
+Each file holds one SELECT in the Trino dialect, tables named `layer.table` without a catalog
+(the view is created in the configured catalog, so the same files serve every environment), and
+a first comment that says what one row means. sqlglot parses them; nothing is string-spliced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+from scenelake.settings import LAYERS, PROJECT_ROOT, Settings
+
+SQL_DIR = PROJECT_ROOT / "sql"
+SLICE_VIEW = "gold.detection_slice_metrics"
+SLICE_BASE = "gold.detection_evaluation"
+
+
+class ViewError(Exception):
+    """A view file is malformed or cannot be deployed."""
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    path: Path
+    sql: str
+
+    @property
+    def tree(self) -> exp.Expression:
+        return parse(self.sql, self.path)
+
+    @property
+    def row_meaning(self) -> str:
+        lines = []
+        for line in self.sql.splitlines():
+            if not line.startswith("--"):
+                break
+            lines.append(line[2:].strip())
+        return " ".join(lines)
+
+    def references(self) -> set[str]:
+        """layer.table names the view reads (its own CTE names excluded)."""
+        return table_references(self.tree)
+
+
+def parse(sql: str, where: Path | str = "<sql>") -> exp.Expression:
+    try:
+        tree = sqlglot.parse_one(sql, read="trino")
+    except sqlglot.errors.ParseError as exc:
+        raise ViewError(f"{where}: does not parse as Trino SQL: {exc}") from exc
+    if tree is None:
+        raise ViewError(f"{where}: empty")
+    return tree
+
+
+def table_references(tree: exp.Expression) -> set[str]:
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    names = set()
+    for table in tree.find_all(exp.Table):
+        if table.name in ctes and not table.db:
+            continue
+        if table.name:  # UNNEST(...) AS x(t) is a table without a name
+            names.add(f"{table.db}.{table.name}" if table.db else table.name)
+    return names
+
+
+@cache
+def all_views(root: Path = SQL_DIR) -> tuple[View, ...]:
+    """Every view, in an order where each comes after the views it reads."""
+    found = {}
+    for path in sorted(root.glob("*/*.sql")):
+        if path.parent.name not in LAYERS:
+            raise ViewError(f"{path}: the folder must be a layer ({', '.join(LAYERS)})")
+        name = f"{path.parent.name}.{path.stem}"
+        found[name] = View(name, path, path.read_text())
+    ordered: list[View] = []
+    visiting: set[str] = set()
+
+    def visit(view: View) -> None:
+        if view in ordered:
+            return
+        if view.name in visiting:
+            raise ViewError(f"{view.path}: views read each other in a cycle")
+        visiting.add(view.name)
+        for ref in sorted(view.references()):
+            if ref in found:
+                visit(found[ref])
+        ordered.append(view)
+
+    for view in found.values():
+        visit(view)
+    return tuple(ordered)
+
+
+def deployable(tables: Iterable[str]) -> list[View]:
+    """The views whose every input exists (as one of `tables` or an earlier view)."""
+    available = set(tables)
+    out = []
+    for view in all_views():
+        if view.references() <= available:
+            out.append(view)
+            available.add(view.name)
+    return out
+
+
+def deploy(settings: Settings) -> list[str]:
+    """CREATE OR REPLACE every view whose input tables are registered in Trino; returns their names."""
+    from scenelake.trino_client import connect, quote
+
+    conn = connect(settings)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"select table_schema || '.' || table_name from {quote(settings.trino_catalog)}"
+                    ".information_schema.tables where table_type = 'BASE TABLE'")
+        views = deployable(r[0] for r in cur.fetchall())
+        for view in views:
+            layer, name = view.name.split(".")
+            cur.execute(f"create schema if not exists {quote(settings.trino_catalog)}.{quote(layer)}")
+            cur.fetchall()
+            target = f"{quote(settings.trino_catalog)}.{quote(layer)}.{quote(name)}"
+            cur.execute(f"create or replace view {target} as\n{view.tree.sql(dialect='trino', pretty=True)}")
+            cur.fetchall()
+    finally:
+        conn.close()
+    return [v.name for v in views]
+
+
+def slice_query(by: list[str], runs: list[str] | None = None) -> str:
+    """The slice view's query grouped by any combination of attributes of gold.detection_evaluation.
+
+    `by = ["lighting", "motion"]` gives slice_by 'lighting,motion' and values like 'dark,running'
+    (a missing attribute shows as 'null'); an empty `by` gives the whole run.
+    """
+    view = {v.name: v for v in all_views()}[SLICE_VIEW]
+    tree = view.tree.copy()
+    if by:
+        parts = [exp.func("coalesce", exp.cast(exp.column(c, table="e"), "varchar"), exp.Literal.string("null"))
+                 for c in by]
+        value: exp.Expression = parts[0] if len(parts) == 1 else exp.func(
+            "concat_ws", exp.Literal.string(","), *parts)
+        label = exp.Literal.string(",".join(by))
+    else:
+        value, label = exp.Literal.string("all"), exp.Literal.string("all")
+    records = (exp.select(label.as_("slice_by"), value.as_("slice_value"), "e.*")
+               .from_(exp.to_table(SLICE_BASE).as_("e")))
+    if runs:
+        records = records.where(exp.column("run_id", table="e").isin(*runs))
+    cte = next(c for c in tree.find_all(exp.CTE) if c.alias_or_name == "records")
+    cte.set("this", records)
+    return tree.sql(dialect="trino", pretty=True)
