@@ -33,7 +33,7 @@ class View:
     sql: str
 
     @property
-    def tree(self) -> exp.Expression:
+    def tree(self) -> exp.Expr:
         return parse(self.sql, self.path)
 
     @property
@@ -50,7 +50,7 @@ class View:
         return table_references(self.tree)
 
 
-def parse(sql: str, where: Path | str = "<sql>") -> exp.Expression:
+def parse(sql: str, where: Path | str = "<sql>") -> exp.Expr:
     try:
         tree = sqlglot.parse_one(sql, read="trino")
     except sqlglot.errors.ParseError as exc:
@@ -60,7 +60,7 @@ def parse(sql: str, where: Path | str = "<sql>") -> exp.Expression:
     return tree
 
 
-def table_references(tree: exp.Expression) -> set[str]:
+def table_references(tree: exp.Expr) -> set[str]:
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     names = set()
     for table in tree.find_all(exp.Table):
@@ -143,7 +143,7 @@ def slice_query(by: list[str], runs: list[str] | None = None) -> str:
     if by:
         parts = [exp.func("coalesce", exp.cast(exp.column(c, table="e"), "varchar"), exp.Literal.string("null"))
                  for c in by]
-        value: exp.Expression = parts[0] if len(parts) == 1 else exp.func(
+        value: exp.Expr = parts[0] if len(parts) == 1 else exp.func(
             "concat_ws", exp.Literal.string(","), *parts)
         label = exp.Literal.string(",".join(by))
     else:
