@@ -57,6 +57,51 @@ def run(ctx: click.Context, job: str | None) -> None:
     sys.exit(module.main(ctx.args))
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--run", "runs", multiple=True, metavar="RUN_ID", help="evaluate only this model run (repeatable)")
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="register the gold tables and deploy the views in Trino afterwards")
+def evaluate(runs: tuple[str, ...], register: bool) -> None:
+    """Evaluate model runs into gold (COCO detection, MOTChallenge tracking) and print the headline numbers.
+
+    \b
+    Writes gold.detection_matches (one row per prediction and object, match outcome at every IoU
+    threshold), gold.detection_metrics (the 12 COCO numbers per run and class) and
+    gold.tracking_metrics (MOTA, IDF1, ... per run and capture). Slice them by scenario with
+    `scenelake slice --by lighting,motion` or the views in sql/gold/. A rerun with unchanged
+    silver tables is a no-op. Same as `scenelake run evaluate`.
+    """
+    from jobs import evaluate as job
+
+    args = [a for r in runs for a in ("--run", r)] + ([] if register else ["--no-register"])
+    sys.exit(job.main(args))
+
+
+@main.command("slice")
+@click.option("--by", default="", metavar="ATTR[,ATTR...]",
+              help="scenario attributes to group by (columns of gold.detection_evaluation: lighting, motion, "
+                   "occlusion, environment, crowd, device_model, sensor, region, source, model_version, category)")
+@click.option("--run", "runs", multiple=True, metavar="RUN_ID", help="only this model run (repeatable)")
+@click.option("--sql", "show_sql", is_flag=True, help="print the SQL instead of running it")
+def slice_cmd(by: str, runs: tuple[str, ...], show_sql: bool) -> None:
+    """COCO AP, AP50, AP75, AR100, recall and precision at IoU .50 per slice, computed in Trino.
+
+    Each slice's numbers are what pycocotools gives on that slice's frames alone. The query is
+    the view gold.detection_slice_metrics regrouped by sqlglot: print it with --sql to reuse it.
+    """
+    from scenelake import views
+
+    attributes = [a.strip() for a in by.split(",") if a.strip()]
+    try:
+        sql = views.slice_query(attributes, list(runs) or None)
+    except views.ViewError as exc:
+        _fail(str(exc))
+    if show_sql:
+        click.echo(sql)
+        return
+    _print_query(sql + "\nORDER BY 1, 3")
+
+
 @main.command("submit-args")
 def submit_args_cmd() -> None:
     """Print the spark-submit arguments (master, Delta jars, confs) of this environment."""
@@ -111,6 +156,10 @@ def status() -> None:
 @click.option("--user", default=None, help="Trino user (default: the configured one)")
 def query(sql: str, user: str | None) -> None:
     """Run SQL on Trino and print the rows as a table."""
+    _print_query(sql, user)
+
+
+def _print_query(sql: str, user: str | None = None) -> None:
     from scenelake.trino_client import connect
 
     cur = connect(load_settings(), user).cursor()

@@ -71,6 +71,11 @@ def table_references(tree: exp.Expr) -> set[str]:
     return names
 
 
+def output_columns(tree: exp.Expr) -> list[str]:
+    """The column names a SELECT returns."""
+    return [e.alias_or_name for e in tree.selects] if isinstance(tree, exp.Query) else []
+
+
 @cache
 def all_views(root: Path = SQL_DIR) -> tuple[View, ...]:
     """Every view, in an order where each comes after the views it reads."""
@@ -138,8 +143,13 @@ def slice_query(by: list[str], runs: list[str] | None = None) -> str:
     `by = ["lighting", "motion"]` gives slice_by 'lighting,motion' and values like 'dark,running'
     (a missing attribute shows as 'null'); an empty `by` gives the whole run.
     """
-    view = {v.name: v for v in all_views()}[SLICE_VIEW]
-    tree = view.tree.copy()
+    known = {v.name: v for v in all_views()}
+    columns = output_columns(known[SLICE_BASE].tree)
+    unknown = [c for c in by if c not in columns]
+    if unknown:
+        raise ViewError(f"cannot slice by {', '.join(unknown)}: not a column of {SLICE_BASE} "
+                        f"(choose from {', '.join(columns)})")
+    tree = known[SLICE_VIEW].tree.copy()
     if by:
         parts = [exp.func("coalesce", exp.cast(exp.column(c, table="e"), "varchar"), exp.Literal.string("null"))
                  for c in by]
