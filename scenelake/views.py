@@ -153,8 +153,9 @@ def slice_query(by: list[str], runs: list[str] | None = None) -> str:
     if by:
         parts = [exp.func("coalesce", exp.cast(exp.column(c, table="e"), "varchar"), exp.Literal.string("null"))
                  for c in by]
-        value: exp.Expr = parts[0] if len(parts) == 1 else exp.func(
-            "concat_ws", exp.Literal.string(","), *parts)
+        value: exp.Expr = parts[0]
+        for part in parts[1:]:
+            value = exp.DPipe(this=exp.DPipe(this=value, expression=exp.Literal.string(",")), expression=part)
         label = exp.Literal.string(",".join(by))
     else:
         value, label = exp.Literal.string("all"), exp.Literal.string("all")
@@ -165,3 +166,66 @@ def slice_query(by: list[str], runs: list[str] | None = None) -> str:
     cte = next(c for c in tree.find_all(exp.CTE) if c.alias_or_name == "records")
     cte.set("this", records)
     return tree.sql(dialect="trino", pretty=True)
+
+
+def contract_schema() -> dict[str, dict[str, dict[str, str]]]:
+    """{layer: {table: {column: trino type}}} of every contract, the schema sqlglot checks views against."""
+    from scenelake.contracts import all_contracts
+
+    schema: dict[str, dict[str, dict[str, str]]] = {}
+    for table in all_contracts().values():
+        schema.setdefault(table.layer, {})[table.table] = dict(table.trino_columns())
+    return schema
+
+
+def _where(view: View, node: exp.Expr | None) -> str:
+    meta = node.this.meta if node is not None and isinstance(node.this, exp.Expr) else {}
+    return f"{view.path}:{meta.get('line', 1)}:{meta.get('col', 1)}"
+
+
+def check(root: Path = SQL_DIR) -> list[str]:
+    """Problems of every view file, as 'file:line:column: message' (empty when all is well).
+
+    Each file must parse as Trino SQL, read only tables that have a contract or are views, and
+    name only columns those have (sqlglot qualifies every column against the contracts).
+    """
+    from sqlglot.errors import OptimizeError, ParseError
+    from sqlglot.optimizer.qualify import qualify
+
+    schema = contract_schema()
+    problems: list[str] = []
+    failed: set[str] = set()  # views with problems: what reads them is not checked again
+    try:
+        ordered = all_views(root)
+    except (ViewError, ParseError) as exc:
+        return [str(exc)]
+    for view in ordered:
+        try:
+            tree = view.tree
+        except ViewError as exc:
+            problems.append(str(exc))
+            failed.add(view.name)
+            continue
+        if view.references() & failed:
+            failed.add(view.name)
+            continue
+        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+        unknown = [t for t in tree.find_all(exp.Table) if t.name and t.name not in ctes
+                   and not (t.db in schema and t.name in schema[t.db])]
+        for table in unknown:
+            problems.append(f"{_where(view, table)}: unknown table {table.db}.{table.name} "
+                            "(no contract in schemas/ and no view in sql/)")
+        if unknown:
+            failed.add(view.name)
+            continue
+        try:
+            qualified = qualify(tree.copy(), schema=schema, dialect="trino", validate_qualify_columns=True)
+        except OptimizeError as exc:
+            name = str(exc).rsplit(":", 1)[-1].strip().strip('"')
+            column = next((c for c in tree.find_all(exp.Column) if c.name == name), None)
+            problems.append(f"{_where(view, column)}: {exc}")
+            failed.add(view.name)
+            continue
+        layer, name = view.name.split(".")
+        schema.setdefault(layer, {})[name] = {c: "varchar" for c in output_columns(qualified)}
+    return problems

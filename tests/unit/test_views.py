@@ -1,0 +1,60 @@
+"""The SQL in sql/ is checked with sqlglot against the contracts; the slice query regroups the view."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlglot
+
+from scenelake import views
+from scenelake.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.unit
+
+
+def test_every_view_parses_and_names_only_contract_columns() -> None:
+    assert views.check() == []
+    names = [v.name for v in views.all_views()]
+    assert names[:2] == ["gold.detection_evaluation", "gold.detection_slice_metrics"]
+    for view in views.all_views():
+        assert view.row_meaning.lower().startswith("one row per"), view.path
+
+
+def broken_copy(tmp_path: Path, old: str, new: str) -> Path:
+    root = tmp_path / "sql"
+    shutil.copytree(PROJECT_ROOT / "sql", root)
+    path = root / "gold" / "detection_evaluation.sql"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return root
+
+
+def test_an_unknown_column_is_reported_with_file_line_and_column(tmp_path: Path) -> None:
+    root = broken_copy(tmp_path, "  m.is_crowd,", "  m.is_crowded,")
+    problems = views.check(root)
+    line = next(i for i, text in enumerate((root / "gold" / "detection_evaluation.sql").read_text().splitlines(), 1)
+                if "is_crowded" in text)
+    assert problems == [f"{root}/gold/detection_evaluation.sql:{line}:{len('  m.is_crowded')}: "
+                        "Unknown column: is_crowded"]
+
+
+def test_an_unknown_table_is_reported(tmp_path: Path) -> None:
+    root = broken_copy(tmp_path, "LEFT JOIN silver.model_runs AS r", "LEFT JOIN silver.model_run AS r")
+    problems = views.check(root)
+    assert len(problems) == 1 and "unknown table silver.model_run" in problems[0]
+    assert problems[0].startswith(f"{root}/gold/detection_evaluation.sql:")
+
+
+def test_slice_query_regroups_by_any_attributes() -> None:
+    sql = views.slice_query(["lighting", "motion"], ["person-v2"])
+    tree = sqlglot.parse_one(sql, read="trino")
+    records = next(c for c in tree.find_all(sqlglot.exp.CTE) if c.alias_or_name == "records")
+    assert records.this.sql("trino") == (
+        "SELECT 'lighting,motion' AS slice_by, COALESCE(CAST(e.lighting AS VARCHAR), 'null') || ',' || "
+        "COALESCE(CAST(e.motion AS VARCHAR), 'null') AS slice_value, e.* FROM gold.detection_evaluation AS e "
+        "WHERE e.run_id IN ('person-v2')")
+    with pytest.raises(views.ViewError, match="cannot slice by lightning"):
+        views.slice_query(["lightning"])
