@@ -219,7 +219,7 @@ def check(root: Path = SQL_DIR) -> list[str]:
             failed.add(view.name)
             continue
         try:
-            qualified = qualify(tree.copy(), schema=schema, dialect="trino", validate_qualify_columns=True)
+            qualified = qualify(tree.copy(), schema=dict(schema), dialect="trino", validate_qualify_columns=True)
         except OptimizeError as exc:
             name = str(exc).rsplit(":", 1)[-1].strip().strip('"')
             column = next((c for c in tree.find_all(exp.Column) if c.name == name), None)
