@@ -165,6 +165,30 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
     return names, added
 
 
+def capture_sizes(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Frame size, rate and length of every capture with a manifest (empty before the first one)."""
+    if not delta_io.table_exists(spark, settings, "silver.captures"):
+        return spark.createDataFrame([], "capture_id string, width int, height int, fps double, duration_s double")
+    return delta_io.read_table(spark, settings, "silver.captures").select(
+        "capture_id", "width", "height", "fps", "duration_s")
+
+
+def frames_in_captures(frames: DataFrame, captures: DataFrame) -> DataFrame:
+    """Frames with their capture's rate and length (for the frame-index range check)."""
+    return frames.join(captures.select("capture_id", F.col("fps").alias("capture_fps"),
+                                       F.col("duration_s").alias("capture_duration_s")), "capture_id", "left")
+
+
+def annotations_in_frames(annotations: DataFrame, frames: DataFrame, captures: DataFrame) -> DataFrame:
+    """Annotations with their frame's size (the export's, else the capture's) for the box checks."""
+    sizes = (frames.select("capture_id", "frame_index", F.col("width").alias("fw"), F.col("height").alias("fh"))
+             .join(captures.select("capture_id", F.col("width").alias("cw"), F.col("height").alias("ch")),
+                   "capture_id", "left")
+             .select("capture_id", "frame_index", F.coalesce("fw", "cw").alias("frame_width"),
+                     F.coalesce("fh", "ch").alias("frame_height")))
+    return annotations.join(sizes, ["capture_id", "frame_index"], "left")
+
+
 def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = print) -> Report:
     batch_id = ingest.new_batch_id()
     names, added = land_new_files(spark, settings, batch_id, progress)
@@ -189,8 +213,10 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
                 .unionByName(ingest.quarantine_rows(bad_annotations, ANNOTATIONS, batch_id))
                 .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))).cache()
     frames, annotations = frames.cache(), annotations.cache()
-    quality.gate(frames, FRAMES)
-    quality.gate(annotations, ANNOTATIONS)
+    gate_run = quality.GateRun(spark, settings, "ingest_annotations", built_from)
+    captures = capture_sizes(spark, settings)
+    quality.gate(frames_in_captures(frames, captures), FRAMES, gate_run)
+    quality.gate(annotations_in_frames(annotations, frames, captures), ANNOTATIONS, gate_run)
     quarantined = rejected.count()
     # Quarantine first, silver last: silver's commit is what marks the rebuild as done.
     ingest.write_quarantine(spark, settings, rejected, quarantined)

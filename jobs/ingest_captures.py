@@ -119,7 +119,8 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
 
     bronze = delta_io.read_table(spark, settings, BRONZE, version=bronze_version)
     silver = latest_per_capture(parse_captures(bronze)).cache()
-    outcomes = quality.gate(silver, SILVER)
+    gate_run = quality.GateRun(spark, settings, "ingest_captures", f"{BRONZE}@{bronze_version}")
+    outcomes = quality.gate(silver, SILVER, gate_run)
     warnings = [o.summary() for o in outcomes if not o.success]
     delta_io.merge(spark, settings, SILVER, silver, commit_metadata=built_from)
     rows = silver.count()

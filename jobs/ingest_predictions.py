@@ -179,6 +179,14 @@ def _parquet_records(spark: SparkSession, settings: Settings, files: DataFrame) 
         "record_no", "payload")
 
 
+def with_coverage(predictions: DataFrame, frames: DataFrame) -> DataFrame:
+    """Predictions with the number of labelled frames of their capture (for the coverage check)."""
+    if "labelled" not in frames.columns:
+        return predictions.withColumn("capture_labelled_frames", F.lit(None).cast("long"))
+    labelled = frames.where("labelled").groupBy("capture_id").agg(F.count(F.lit(1)).alias("capture_labelled_frames"))
+    return predictions.join(labelled, "capture_id", "left")
+
+
 def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = print) -> Report:
     batch_id = ingest.new_batch_id()
     names, added = land_new_files(spark, settings, batch_id, progress)
@@ -213,8 +221,9 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     clock = ingest.Stopwatch(progress, "ingest_predictions")
     kept = good.count()
     clock.lap(f"parsed and checked {kept} predictions")
-    quality.gate(runs, RUNS)
-    quality.gate(good, PREDICTIONS)
+    gate_run = quality.GateRun(spark, settings, "ingest_predictions", built_from)
+    quality.gate(runs, RUNS, gate_run)
+    quality.gate(with_coverage(good, frames), PREDICTIONS, gate_run)
     clock.lap("quality gate passed")
     quarantined = quarantine.count()
     ingest.write_quarantine(spark, settings, quarantine, quarantined)

@@ -39,18 +39,24 @@ def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Calla
     extra = {k: v for k, v in vars(args).items() if k != "register"}
     settings = load_settings()
     spark = get_spark(prog, settings)
+    from scenelake import delta_io
+
+    status = 0
     try:
         run(spark, settings, **extra)
     except quality.QualityGateFailed as exc:
         print(f"[{prog}] error: {exc}", file=sys.stderr)
-        return 1
+        status = 1
     if args.register:
         from scenelake.trino_client import register_tables
 
-        names = tables(spark, settings) if callable(tables) else tables
+        # The gate's results are registered even when it stopped a batch: that is when people look.
+        names = [] if status else list(tables(spark, settings) if callable(tables) else tables)
+        names += [t for t in (quality.RESULTS, quality.ACCEPTANCES)
+                  if t not in names and delta_io.table_exists(spark, settings, t)]
         register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
         print(f"[{prog}] {len(names)} table(s) registered in Trino")
         deployed = views.deploy(settings)
         if deployed:
             print(f"[{prog}] {len(deployed)} view(s) deployed: {', '.join(deployed)}")
-    return 0
+    return status

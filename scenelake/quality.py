@@ -1,14 +1,28 @@
 """Quality gates with Great Expectations: a batch with a failed `fail` check is not published.
 
 A table's suite is its contract's checks (not-null, allowed values, ranges, key uniqueness;
-severity `fail`) plus the hand-written domain checks in `quality/<layer>/<table>.yaml`.
+severity `fail`) plus the hand-written domain checks in `quality/<layer>/<table>.yaml`. A hand
+check may compare the batch with the table's history (`freshness: {max_age_days: n}` bounds a
+newest timestamp by now - n days): `history: {min_ratio: r}` bounds a row
+count below by r times the last published one, `history: {max_drop: d}` bounds a proportion
+below by the last published one minus d. Domain checks that need other tables read columns the
+job adds to the batch before the gate (e.g. the frame size for boxes); GE's
+`unexpected_rows_expectation` runs a Spark SQL query on `{batch}`.
+
+With a `GateRun`, every result lands in ops.quality_results, and a stopped batch that an
+operator accepted (ops.quality_acceptances, `scenelake quality accept`) is published with its
+failures recorded as accepted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +32,43 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 import great_expectations as gx  # noqa: E402
 import yaml  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
-from pyspark.sql import DataFrame  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
 
-from scenelake.contracts import Contract, contract
-from scenelake.settings import PROJECT_ROOT
+from scenelake.contracts import Contract, contract  # noqa: E402
+from scenelake.settings import PROJECT_ROOT, Settings  # noqa: E402
 
 QUALITY_DIR = PROJECT_ROOT / "quality"
 SEVERITIES = ("fail", "warn")
+RESULTS = "ops.quality_results"
+ACCEPTANCES = "ops.quality_acceptances"
+SAMPLE_KEYS = 5
 
 
 class QualityGateFailed(Exception):
     """A batch failed at least one `fail` expectation; it was not published."""
 
-    def __init__(self, table: str, failures: list[CheckResult]):
+    def __init__(self, table: str, failures: list[CheckResult], batch_key: str | None = None):
         self.table = table
         self.failures = failures
+        self.batch_key = batch_key
         lines = "; ".join(f.summary() for f in failures)
-        super().__init__(f"quality gate stopped the {table} batch: {lines}")
+        message = f"quality gate stopped the {table} batch: {lines}"
+        if batch_key:
+            message += (f". Nothing of it was published. Fix the input and rerun, or accept it: scenelake quality "
+                        f"accept --table {table} --batch-key '{batch_key}' --reason '...'")
+        super().__init__(message)
+
+
+@dataclass
+class GateRun:
+    """Where a gate records its results: the job, the batch it validates, the lake."""
+
+    spark: SparkSession
+    settings: Settings
+    job: str
+    batch_key: str
+    gate_run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
 
 @dataclass(frozen=True)
@@ -43,6 +77,8 @@ class Check:
     kwargs: dict[str, Any]
     severity: str
     why: str
+    history: dict[str, float] | None = None
+    freshness: dict[str, float] | None = None
 
     @property
     def label(self) -> str:
@@ -56,10 +92,13 @@ class CheckResult:
     success: bool
     unexpected_count: int | None
     observed: Any
+    sample_keys: tuple[str, ...] = ()
 
     def summary(self) -> str:
         count = f", {self.unexpected_count} unexpected" if self.unexpected_count else ""
-        return f"{self.check.label} [{self.check.severity}]{count}"
+        observed = f", observed {self.observed}" if self.observed is not None and not self.unexpected_count else ""
+        sample = f" e.g. {', '.join(self.sample_keys[:3])}" if self.sample_keys else ""
+        return f"{self.check.label} [{self.check.severity}]{count}{observed}{sample}"
 
 
 def contract_checks(table: Contract) -> list[Check]:
@@ -103,7 +142,7 @@ def hand_checks(name: str) -> list[Check]:
         if item.get("severity") not in SEVERITIES:
             raise ValueError(f"{path}: {item.get('expectation')} needs severity fail or warn")
         checks.append(Check(item["expectation"], dict(item.get("kwargs", {})), item["severity"],
-                            item.get("why", "")))
+                            item.get("why", ""), item.get("history"), item.get("freshness")))
     return checks
 
 
@@ -111,18 +150,47 @@ def checks_for(name: str) -> list[Check]:
     return contract_checks(contract(name)) + hand_checks(name)
 
 
-def _expectation(check: Check, index: int) -> gx.expectations.Expectation:
+def _expectation(check: Check, index: int, kwargs: dict[str, Any]) -> gx.expectations.Expectation:
     class_name = "".join(part.capitalize() for part in check.expectation.split("_"))
     cls = getattr(gx.expectations, class_name, None)
     if cls is None:
         raise ValueError(f"unknown Great Expectations expectation {check.expectation!r}")
-    return cls(**check.kwargs, meta={"severity": check.severity, "why": check.why, "check": index})
+    return cls(**kwargs, meta={"severity": check.severity, "why": check.why, "check": index})
 
 
-def validate(df: DataFrame, name: str) -> list[CheckResult]:
-    """Run the table's suite on one batch with Great Expectations on Spark."""
+def _with_history(check: Check, last: float | None) -> dict[str, Any]:
+    """The check's kwargs with bounds from the last published observation (none yet: no bound)."""
+    kwargs = dict(check.kwargs)
+    if check.freshness:
+        # Spark hands GE naive timestamps (session time zone, UTC here): compare like with like.
+        kwargs["min_value"] = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=check.freshness["max_age_days"])
+    if not check.history or last is None:
+        return kwargs
+    if "min_ratio" in check.history:
+        kwargs["min_value"] = math.floor(last * check.history["min_ratio"])
+    if "max_drop" in check.history:
+        kwargs["min_value"] = max(0.0, last - check.history["max_drop"])
+    return kwargs
+
+
+def _sample_keys(details: dict[str, Any], keys: list[str]) -> tuple[str, ...]:
+    rows = details.get("partial_unexpected_index_list") or (details.get("details") or {}).get("unexpected_rows") or []
+    out = []
+    for row in rows[:SAMPLE_KEYS]:
+        if isinstance(row, dict):
+            shown = [k for k in keys if k in row] or list(row)[:4]
+            out.append(",".join(f"{k}={row[k]}" for k in shown))
+    return tuple(out)
+
+
+def validate(df: DataFrame, name: str, history: dict[str, float] | None = None) -> list[CheckResult]:
+    """Run the table's suite on one batch with Great Expectations on Spark.
+
+    `history` maps a check's label to its last published observation (see `_with_history`).
+    """
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     checks = checks_for(name)
+    keys = list(contract(name).primary_key)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_spark(name="scenelake")
@@ -131,23 +199,89 @@ def validate(df: DataFrame, name: str) -> list[CheckResult]:
         batch_parameters={"dataframe": df})
     suite = gx.ExpectationSuite(name=name)
     for index, check in enumerate(checks):
-        suite.add_expectation(_expectation(check, index))
-    result = batch.validate(suite, result_format="SUMMARY")
+        suite.add_expectation(_expectation(check, index, _with_history(check, (history or {}).get(check.label))))
+    result = batch.validate(suite, result_format={"result_format": "SUMMARY", "unexpected_index_column_names": keys,
+                                                  "partial_unexpected_count": SAMPLE_KEYS})
     outcomes = []
     for res in result.results:
         config = res.expectation_config
         assert config is not None and config.meta is not None, "GE dropped a result's configuration"
         check = checks[int(config.meta["check"])]
         details = res.result or {}
-        outcomes.append(CheckResult(check, bool(res.success), details.get("unexpected_count"),
-                                    details.get("observed_value")))
+        unexpected = details.get("unexpected_count")
+        if check.expectation == "unexpected_rows_expectation":
+            unexpected = details.get("observed_value")
+        outcomes.append(CheckResult(check, bool(res.success), unexpected, details.get("observed_value"),
+                                    _sample_keys(details, keys)))
     return sorted(outcomes, key=lambda o: checks.index(o.check))
 
 
-def gate(df: DataFrame, name: str) -> list[CheckResult]:
-    """Validate a batch; raise QualityGateFailed when a `fail` check fails, else return all."""
-    outcomes = validate(df, name)
+def last_published(run: GateRun, name: str) -> dict[str, float]:
+    """Each check's observed value in the newest published (or accepted) batch of the table."""
+    from scenelake import delta_io
+
+    if not delta_io.table_exists(run.spark, run.settings, RESULTS):
+        return {}
+    rows = (delta_io.read_table(run.spark, run.settings, RESULTS)
+            .where((F.col("table_name") == name) & F.col("outcome").isin("published", "accepted")
+                   & F.col("observed_value").isNotNull())
+            .orderBy(F.col("checked_at").desc()).select("expectation", "observed_value").collect())
+    out: dict[str, float] = {}
+    for row in rows:
+        try:
+            out.setdefault(row["expectation"], float(json.loads(row["observed_value"])))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def accepted(run: GateRun, name: str) -> bool:
+    from scenelake import delta_io
+
+    if not delta_io.table_exists(run.spark, run.settings, ACCEPTANCES):
+        return False
+    return delta_io.read_table(run.spark, run.settings, ACCEPTANCES).where(
+        (F.col("table_name") == name) & (F.col("batch_key") == run.batch_key)).limit(1).count() > 0
+
+
+def _record(run: GateRun, name: str, outcomes: list[CheckResult], outcome: str) -> None:
+    from scenelake import delta_io
+
+    now = datetime.now(UTC)
+    checks = checks_for(name)
+    rows = [(run.gate_run_id, run.job, name, run.batch_key, checks.index(o.check), o.check.label, o.check.severity,
+             o.check.why or None, o.success, None if o.observed is None else json.dumps(o.observed, default=str),
+             None if o.unexpected_count is None else int(o.unexpected_count), list(o.sample_keys) or None,
+             outcome, now) for o in outcomes]
+    table = contract(RESULTS)
+    delta_io.append(run.spark, run.settings, RESULTS, run.spark.createDataFrame(rows, table.spark_schema()),
+                    commit_metadata=f"gate={run.gate_run_id}")
+
+
+def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResult]:
+    """Validate a batch; raise QualityGateFailed when a `fail` check fails (unless accepted), else return all.
+
+    With `run`, the results are appended to ops.quality_results whatever happens, and history
+    checks compare with the table's last published batch.
+    """
+    outcomes = validate(df, name, last_published(run, name) if run else None)
     failures = [o for o in outcomes if not o.success and o.check.severity == "fail"]
-    if failures:
-        raise QualityGateFailed(name, failures)
+    let_through = bool(failures) and run is not None and accepted(run, name)
+    if run is not None:
+        _record(run, name, outcomes, "stopped" if failures and not let_through else
+                "accepted" if failures else "published")
+    if failures and not let_through:
+        raise QualityGateFailed(name, failures, run.batch_key if run else None)
     return outcomes
+
+
+def accept(spark: SparkSession, settings: Settings, name: str, batch_key: str, reason: str, by: str) -> None:
+    """Record an operator's acceptance of a stopped batch (the next run publishes it)."""
+    from scenelake import delta_io
+
+    if not reason.strip():
+        raise ValueError("an acceptance needs a reason")
+    contract(name)  # an unknown table fails here with the file to add
+    table = contract(ACCEPTANCES)
+    row = spark.createDataFrame([(name, batch_key, reason, by, datetime.now(UTC))], table.spark_schema())
+    delta_io.merge(spark, settings, ACCEPTANCES, row)

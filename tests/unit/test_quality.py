@@ -33,8 +33,8 @@ def test_suite_is_contract_checks_plus_hand_written_ones() -> None:
     assert labels.count("expect_column_values_to_not_be_null(capture_id)") == 1
     assert "expect_column_values_to_be_in_set(lighting)" in labels
     assert "expect_column_values_to_be_unique(capture_id)" in labels
-    assert labels[-2:] == ["expect_column_pair_values_a_to_be_greater_than_b",
-                           "expect_table_row_count_to_be_between"]
+    assert labels[-3:] == ["expect_column_pair_values_a_to_be_greater_than_b",
+                           "expect_table_row_count_to_be_between", "expect_column_max_to_be_between(started_at)"]
 
 
 def test_clean_batch_passes_every_check(spark) -> None:  # type: ignore[no-untyped-def]
