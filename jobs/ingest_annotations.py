@@ -215,6 +215,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     frames, annotations = frames.cache(), annotations.cache()
     gate_run = quality.GateRun(spark, settings, "ingest_annotations", built_from)
     captures = capture_sizes(spark, settings)
+    quality.gate(ingest.with_file_totals(rejected, records), QUARANTINE, gate_run)
     quality.gate(frames_in_captures(frames, captures), FRAMES, gate_run)
     quality.gate(annotations_in_frames(annotations, frames, captures), ANNOTATIONS, gate_run)
     quarantined = rejected.count()

@@ -222,6 +222,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     kept = good.count()
     clock.lap(f"parsed and checked {kept} predictions")
     gate_run = quality.GateRun(spark, settings, "ingest_predictions", built_from)
+    quality.gate(ingest.with_file_totals(quarantine, records), QUARANTINE, gate_run)
     quality.gate(runs, RUNS, gate_run)
     quality.gate(with_coverage(good, frames), PREDICTIONS, gate_run)
     clock.lap("quality gate passed")

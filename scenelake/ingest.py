@@ -236,3 +236,9 @@ class Stopwatch:
 
 def silent(_message: str) -> None:
     """A progress callback that prints nothing (tests)."""
+
+
+def with_file_totals(quarantine: DataFrame, records: DataFrame) -> DataFrame:
+    """Quarantine rows with the number of records read from their source file (for the quarantine-share gate)."""
+    totals = records.groupBy("source_file").agg(F.count(F.lit(1)).alias("file_records"))
+    return quarantine.join(totals, "source_file", "left")

@@ -79,9 +79,12 @@ class Check:
     why: str
     history: dict[str, float] | None = None
     freshness: dict[str, float] | None = None
+    name: str | None = None
 
     @property
     def label(self) -> str:
+        if self.name:
+            return self.name
         target = self.kwargs.get("column") or self.kwargs.get("column_list") or ""
         return f"{self.expectation}({target})" if target else self.expectation
 
@@ -142,7 +145,7 @@ def hand_checks(name: str) -> list[Check]:
         if item.get("severity") not in SEVERITIES:
             raise ValueError(f"{path}: {item.get('expectation')} needs severity fail or warn")
         checks.append(Check(item["expectation"], dict(item.get("kwargs", {})), item["severity"],
-                            item.get("why", ""), item.get("history"), item.get("freshness")))
+                            item.get("why", ""), item.get("history"), item.get("freshness"), item.get("name")))
     return checks
 
 
@@ -183,6 +186,18 @@ def _sample_keys(details: dict[str, Any], keys: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _unexpected_rows(df: DataFrame, check: Check, keys: list[str]) -> tuple[str, ...]:
+    """A few rows of a failed unexpected-rows query (GE's summary format leaves them out)."""
+    view = f"gate_batch_{uuid.uuid4().hex[:8]}"
+    df.createOrReplaceTempView(view)
+    try:
+        query = check.kwargs["unexpected_rows_query"].replace("{batch}", view)
+        rows = df.sparkSession.sql(f"SELECT * FROM ({query}) LIMIT {SAMPLE_KEYS}").collect()
+    finally:
+        df.sparkSession.catalog.dropTempView(view)
+    return _sample_keys({"details": {"unexpected_rows": [r.asDict() for r in rows]}}, keys)
+
+
 def validate(df: DataFrame, name: str, history: dict[str, float] | None = None) -> list[CheckResult]:
     """Run the table's suite on one batch with Great Expectations on Spark.
 
@@ -209,10 +224,12 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None) 
         check = checks[int(config.meta["check"])]
         details = res.result or {}
         unexpected = details.get("unexpected_count")
+        samples = _sample_keys(details, keys)
         if check.expectation == "unexpected_rows_expectation":
             unexpected = details.get("observed_value")
-        outcomes.append(CheckResult(check, bool(res.success), unexpected, details.get("observed_value"),
-                                    _sample_keys(details, keys)))
+            if not res.success:
+                samples = _unexpected_rows(df, check, keys)
+        outcomes.append(CheckResult(check, bool(res.success), unexpected, details.get("observed_value"), samples))
     return sorted(outcomes, key=lambda o: checks.index(o.check))
 
 
