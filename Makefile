@@ -23,6 +23,7 @@ run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeli
 	@$(SCENELAKE) run pipeline
 	@echo; echo "Row counts, queried through Trino:"
 	@$(SCENELAKE) tables
+	@echo; echo "Quality gate reports (Great Expectations Data Docs): $$($(SCENELAKE) quality docs)"
 	@echo; $(SCENELAKE) connect-info
 	@echo "Stop Trino with: make trino-down"
 

@@ -102,6 +102,64 @@ def slice_cmd(by: str, runs: tuple[str, ...], show_sql: bool) -> None:
     _print_query(sql + "\nORDER BY 1, 3")
 
 
+@main.group()
+def quality() -> None:
+    """Quality gate results and operator decisions on stopped batches."""
+
+
+@quality.command("accept")
+@click.option("--table", required=True, help="table of the stopped batch, e.g. silver.predictions")
+@click.option("--batch-key", required=True, help="batch key printed by the gate that stopped it")
+@click.option("--reason", required=True, help="why it may be published anyway (recorded)")
+@click.option("--by", default=None, help="who accepts it (default: $USER)")
+def quality_accept(table: str, batch_key: str, reason: str, by: str | None) -> None:
+    """Accept a stopped batch: the next run of its job publishes it, its failures recorded as accepted."""
+    import getpass
+
+    from scenelake import quality as gates
+    from scenelake.contracts import ContractError
+    from scenelake.spark import get_spark
+
+    settings = load_settings()
+    try:
+        gates.accept(get_spark("quality-accept", settings), settings, table, batch_key, reason,
+                     by or getpass.getuser())
+    except (ValueError, ContractError) as exc:
+        _fail(str(exc))
+    click.echo(f"accepted {table} batch {batch_key}; rerun its job to publish it")
+
+
+@quality.command("docs")
+def quality_docs() -> None:
+    """Print where the Great Expectations Data Docs of the gates are (open index.html in a browser)."""
+    index = load_settings().state_dir / "data_docs" / "index.html"
+    if not index.exists():
+        _fail(f"no Data Docs yet at {index}: they are written when a job's quality gate runs")
+    click.echo(str(index))
+
+
+@quality.command("results")
+@click.option("--table", default=None, help="only this table")
+@click.option("--failed", is_flag=True, help="only expectations that were not met")
+@click.option("--limit", default=30, show_default=True)
+def quality_results(table: str | None, failed: bool, limit: int) -> None:
+    """The newest gate results from ops.quality_results (through Trino)."""
+    from sqlglot import exp
+
+    where: list[exp.Expr] = []
+    if table:
+        where.append(exp.column("table_name").eq(exp.Literal.string(table)))
+    if failed:
+        where.append(exp.not_(exp.column("success")))
+    select = (exp.select("checked_at", "job", "table_name", "expectation", "severity", "success", "outcome",
+                         "unexpected_count", "observed_value", "batch_key")
+              .from_(f"{load_settings().trino_catalog}.ops.quality_results")
+              .order_by("checked_at DESC").limit(limit))
+    for condition in where:
+        select = select.where(condition)
+    _print_query(select.sql(dialect="trino"))
+
+
 @main.command("submit-args")
 def submit_args_cmd() -> None:
     """Print the spark-submit arguments (master, Delta jars, confs) of this environment."""

@@ -198,10 +198,12 @@ def _unexpected_rows(df: DataFrame, check: Check, keys: list[str]) -> tuple[str,
     return _sample_keys({"details": {"unexpected_rows": [r.asDict() for r in rows]}}, keys)
 
 
-def validate(df: DataFrame, name: str, history: dict[str, float] | None = None) -> list[CheckResult]:
+def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
+             docs_dir: Path | None = None) -> list[CheckResult]:
     """Run the table's suite on one batch with Great Expectations on Spark.
 
-    `history` maps a check's label to its last published observation (see `_with_history`).
+    `history` maps a check's label to its last published observation (see `_with_history`);
+    with `docs_dir`, the result is also rendered into the Great Expectations Data Docs there.
     """
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     checks = checks_for(name)
@@ -210,13 +212,26 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None) 
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_spark(name="scenelake")
     asset = source.add_dataframe_asset(name=name)
-    batch = asset.add_batch_definition_whole_dataframe("batch").get_batch(
-        batch_parameters={"dataframe": df})
+    batch_definition = asset.add_batch_definition_whole_dataframe("batch")
     suite = gx.ExpectationSuite(name=name)
     for index, check in enumerate(checks):
         suite.add_expectation(_expectation(check, index, _with_history(check, (history or {}).get(check.label))))
-    result = batch.validate(suite, result_format={"result_format": "SUMMARY", "unexpected_index_column_names": keys,
-                                                  "partial_unexpected_count": SAMPLE_KEYS})
+    result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": keys,
+                     "partial_unexpected_count": SAMPLE_KEYS}
+    if docs_dir is None:
+        result = batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(
+            suite, result_format=result_format)
+    else:
+        # Through a checkpoint, so that Great Expectations renders the result into the Data Docs site.
+        context.add_data_docs_site(site_name="scenelake", site_config={
+            "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch_definition, suite=context.suites.add(suite)))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"gate-{name}", validation_definitions=[definition], result_format=result_format,
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["scenelake"])]))
+        result = next(iter(checkpoint.run(batch_parameters={"dataframe": df}).run_results.values()))
     outcomes = []
     for res in result.results:
         config = res.expectation_config
@@ -231,6 +246,11 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None) 
                 samples = _unexpected_rows(df, check, keys)
         outcomes.append(CheckResult(check, bool(res.success), unexpected, details.get("observed_value"), samples))
     return sorted(outcomes, key=lambda o: checks.index(o.check))
+
+
+def data_docs_dir(run: GateRun) -> Path | None:
+    """Where the Data Docs site lives: <state_dir>/data_docs (the state dir is a local folder)."""
+    return run.settings.state_dir / "data_docs"
 
 
 def last_published(run: GateRun, name: str) -> dict[str, float]:
@@ -281,7 +301,7 @@ def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResu
     With `run`, the results are appended to ops.quality_results whatever happens, and history
     checks compare with the table's last published batch.
     """
-    outcomes = validate(df, name, last_published(run, name) if run else None)
+    outcomes = validate(df, name, last_published(run, name) if run else None, data_docs_dir(run) if run else None)
     failures = [o for o in outcomes if not o.success and o.check.severity == "fail"]
     let_through = bool(failures) and run is not None and accepted(run, name)
     if run is not None:

@@ -75,8 +75,8 @@ def detection(capture_id: str, frame: int, score: float, **changes: object) -> d
 
 
 def every_frame(spark, lake: Settings, per_frame: int = 3, **changes: object) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
-    return [{**detection(c, f, round(0.3 + 0.1 * k + 0.001 * f, 4)), **changes}
-            for c, f in labelled_frames(spark, lake) for k in range(per_frame)]
+    return [{**detection(c, f, round(0.3 + 0.1 * k + 0.001 * f, 4), bbox=[100.0 + 60 * k, 100.0, 50.0, 120.0]),
+             **changes} for c, f in labelled_frames(spark, lake) for k in range(per_frame)]
 
 
 def coco_export(lake: Settings, name: str, change: Callable[[dict[str, object]], None]) -> None:
