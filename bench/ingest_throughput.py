@@ -4,7 +4,8 @@ Generates N predictions as JSON lines (plus the COCO ground truth that defines t
 then, in one Spark session and side by side:
   baseline  spark.read.json(files) -> Delta, nothing else
   scenelake ingest_predictions: bronze, parse, rules, dedup, quarantine, quality gate, MERGE
-and prints rows per second of each and the ratio. Usage:
+and prints rows per second of each and the ratio, and the quality gates' share of the job's wall
+time (every quality.gate call of the job is timed). Usage:
 
   .venv/bin/python bench/ingest_throughput.py --predictions 1000000
 """
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from jobs import ingest_annotations, ingest_predictions
-from scenelake import ingest, landing
+from scenelake import ingest, landing, quality
 from scenelake.settings import load_settings
 from scenelake.spark import get_spark
 
@@ -62,7 +63,8 @@ def main() -> None:
     started = time.monotonic()
     generate(root, args.predictions, args.captures, args.seed)
     print(f"generated {args.predictions} predictions in {args.captures} files in {time.monotonic() - started:.0f}s")
-    settings = load_settings().with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+    settings = load_settings().with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"),
+                                              state_dir=str(root / "state"))
     spark = get_spark("bench-ingest", settings)
     ingest_annotations.run(spark, settings, progress=ingest.silent)
 
@@ -71,9 +73,21 @@ def main() -> None:
     raw.write.format("delta").save(f"{root}/baseline")
     baseline = time.monotonic() - started
 
+    gate_seconds: list[float] = []
+    real_gate = quality.gate
+
+    def timed_gate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        begun = time.monotonic()
+        try:
+            return real_gate(*args, **kwargs)
+        finally:
+            gate_seconds.append(time.monotonic() - begun)
+
+    quality.gate = timed_gate  # type: ignore[assignment]
     started = time.monotonic()
     report = ingest_predictions.run(spark, settings, progress=print)
     ours = time.monotonic() - started
+    quality.gate = real_gate  # type: ignore[assignment]
     assert report.predictions == args.predictions, report
 
     n = args.predictions
@@ -81,6 +95,8 @@ def main() -> None:
     print(f"{'plain Spark copy':22}{baseline:10.1f}{n / baseline:12.0f}")
     print(f"{'ingest_predictions':22}{ours:10.1f}{n / ours:12.0f}")
     print(f"ratio ingest_predictions / plain copy: {ours / baseline:.2f}x the time")
+    print(f"quality gates: {sum(gate_seconds):.1f} s in {len(gate_seconds)} gates = "
+          f"{100 * sum(gate_seconds) / ours:.0f}% of the job's wall time")
     spark.stop()
     if not args.keep:
         shutil.rmtree(root)

@@ -59,3 +59,26 @@ def test_fail_checks_stop_the_batch_and_are_named(spark) -> None:  # type: ignor
         "expect_column_values_to_be_in_set(lighting) [fail], 1 unexpected",
         "expect_column_values_to_be_unique(capture_id) [fail], 2 unexpected",
     ]
+
+
+def test_history_bounds_come_from_the_last_published_batch() -> None:
+    from scenelake.quality import Check, _with_history
+
+    rows = Check("expect_table_row_count_to_be_between", {"min_value": 0}, "fail", "", {"min_ratio": 0.9})
+    assert _with_history(rows, None) == {"min_value": 0}
+    assert _with_history(rows, 1000.0) == {"min_value": 900}
+    nulls = Check("expect_column_proportion_of_non_null_values_to_be_between", {"column": "c", "min_value": 0},
+                  "warn", "", {"max_drop": 0.2})
+    assert _with_history(nulls, 0.95) == {"column": "c", "min_value": pytest.approx(0.75)}
+    assert _with_history(nulls, 0.1) == {"column": "c", "min_value": 0.0}
+
+
+def test_sample_keys_name_the_primary_key_of_unexpected_rows() -> None:
+    from scenelake.quality import _sample_keys
+
+    details = {"partial_unexpected_index_list": [{"run_id": "r", "prediction_id": "p1", "score": 2.0},
+                                                 {"run_id": "r", "prediction_id": "p2", "score": 3.0}]}
+    assert _sample_keys(details, ["run_id", "prediction_id"]) == ("run_id=r,prediction_id=p1",
+                                                                 "run_id=r,prediction_id=p2")
+    rows = {"details": {"unexpected_rows": [{"source_file": "a.jsonl", "quarantined": 9}]}}
+    assert _sample_keys(rows, ["target_table", "source_file"]) == ("source_file=a.jsonl",)
