@@ -64,7 +64,7 @@ def main() -> None:
     generate(root, args.predictions, args.captures, args.seed)
     print(f"generated {args.predictions} predictions in {args.captures} files in {time.monotonic() - started:.0f}s")
     settings = load_settings().with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"),
-                                              state_dir=str(root / "state"))
+                                              state_dir=root / "state")
     spark = get_spark("bench-ingest", settings)
     ingest_annotations.run(spark, settings, progress=ingest.silent)
 

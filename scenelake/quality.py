@@ -250,7 +250,7 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
 
 def data_docs_dir(run: GateRun) -> Path | None:
     """Where the Data Docs site lives: <state_dir>/data_docs (the state dir is a local folder)."""
-    return run.settings.state_dir / "data_docs"
+    return Path(run.settings.state_dir) / "data_docs"
 
 
 def last_published(run: GateRun, name: str) -> dict[str, float]:
