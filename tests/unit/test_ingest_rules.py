@@ -6,10 +6,19 @@ import datetime as dt
 import json
 
 import pytest
+from pyspark.sql import functions as F
 
 from jobs.ingest_annotations import coco_annotations, coco_frames
 from jobs.ingest_predictions import predictions
-from scenelake.ingest import json_document_records, latest_wins, mot_rows
+from scenelake.contracts import Column
+from scenelake.ingest import (
+    extra_fields,
+    json_document_records,
+    latest_wins,
+    mot_rows,
+    split_redeliveries,
+    value_checks,
+)
 
 pytestmark = pytest.mark.unit
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -116,3 +125,56 @@ def test_latest_copy_wins_and_losers_name_their_winner(spark) -> None:  # type: 
         ("j", "a.json", 3), ("k", "b.json", 1)]
     assert sorted(tuple(r) for r in losers.select("source_file", "record_no", "rule").collect()) == [
         ("a.json", 1, "duplicate_of:b.json:1"), ("a.json", 2, "duplicate_of:b.json:1")]
+
+
+def test_extra_fields_keeps_unknown_top_level_fields_as_json_text(spark) -> None:  # type: ignore[no-untyped-def]
+    df = spark.createDataFrame([
+        (1, json.dumps({"id": 1, "note": "1", "n": 1, "flag": True, "nested": {"a": [1, 2.5]}, "gone": None})),
+        (2, json.dumps({"id": 2})),
+        (3, "{not json"),
+        (4, "[1, 2]"),
+    ], "k int, payload string")
+    got = df.select("k", extra_fields(F.col("payload"), ["id"]).alias("extra")).orderBy("k").collect()
+    assert [(r.k, r.extra) for r in got] == [
+        (1, {"note": '"1"', "n": "1", "flag": "true", "nested": '{"a":[1,2.5]}', "gone": "null"}),
+        (2, None), (3, None), (4, None)]
+
+
+def test_contract_bounds_and_allowed_values_become_named_rules(spark) -> None:  # type: ignore[no-untyped-def]
+    def column(**bounds: object) -> Column:
+        return Column("v", "double", True, "a value", **bounds)  # type: ignore[arg-type]
+
+    cases = [(column(minimum=0, maximum=1), ["range:v_in_0_1"]), (column(minimum=0.5), ["range:v>=0.5"]),
+             (column(maximum=10), ["range:v<=10"]), (column(allowed=(1.0, 2.0)), ["range:v_allowed"]),
+             (column(), [])]
+    assert [[name for name, _test in value_checks(c)] for c, _names in cases] == [n for _c, n in cases]
+    df = spark.createDataFrame([(-1.0,), (0.0,), (1.0,), (2.0,), (None,)], "v double")
+    (_, between), = value_checks(column(minimum=0, maximum=1))
+    (_, allowed), = value_checks(column(allowed=(1.0, 2.0)))
+    got = df.select("v", between(F.col("v")).alias("b"), allowed(F.col("v")).alias("a")).collect()
+    # A null breaks no range rule: a missing value is a missing:/type: rule's to name.
+    assert sorted((r.v is None, r.v, r.b, r.a) for r in got) == [
+        (False, -1.0, True, True), (False, 0.0, False, True), (False, 1.0, False, False),
+        (False, 2.0, True, False), (True, None, False, False)]
+
+
+def test_a_redelivered_file_is_a_duplicate_of_the_first_delivery(spark) -> None:  # type: ignore[no-untyped-def]
+    later = T0 + dt.timedelta(hours=1)
+    rows = [("p/run_id=r/capture_id=c/a.jsonl", "h1", 1, T0), ("p/run_id=r/capture_id=c/a.jsonl", "h1", 2, T0),
+            # The same bytes again, under another name, in the same batch and a later one.
+            ("p/run_id=r/capture_id=c/a_2.jsonl", "h1", 1, T0), ("p/run_id=r/capture_id=c/a_2.jsonl", "h1", 2, T0),
+            ("p/run_id=r/capture_id=c/later.jsonl", "h1", 1, later),
+            # The same bytes for another capture mean something else: not a re-delivery.
+            ("p/run_id=r/capture_id=d/a.jsonl", "h1", 1, T0),
+            ("p/run_id=r/capture_id=c/b.jsonl", "h2", 1, T0)]
+    df = spark.createDataFrame(rows, "source_file string, source_sha256 string, record_no long, loaded_at timestamp")
+    scope = F.regexp_extract("source_file", "capture_id=([^/]*)", 1)
+    originals, copies = split_redeliveries(df, scope)
+    assert sorted((r.source_file, r.record_no) for r in originals.collect()) == [
+        ("p/run_id=r/capture_id=c/a.jsonl", 1), ("p/run_id=r/capture_id=c/a.jsonl", 2),
+        ("p/run_id=r/capture_id=c/b.jsonl", 1), ("p/run_id=r/capture_id=d/a.jsonl", 1)]
+    assert originals.columns == df.columns
+    assert sorted((r.source_file, r.record_no, r.rule) for r in copies.collect()) == [
+        ("p/run_id=r/capture_id=c/a_2.jsonl", 1, "duplicate_of:p/run_id=r/capture_id=c/a.jsonl:1"),
+        ("p/run_id=r/capture_id=c/a_2.jsonl", 2, "duplicate_of:p/run_id=r/capture_id=c/a.jsonl:2"),
+        ("p/run_id=r/capture_id=c/later.jsonl", 1, "duplicate_of:p/run_id=r/capture_id=c/a.jsonl:1")]
