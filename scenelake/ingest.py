@@ -221,7 +221,8 @@ def extra_fields(payload: Column, known: Iterable[str]) -> Column:
 
     The cheap key listing runs on every record; the values are parsed only for the few records
     that carry an unknown field. Values go through VARIANT so a string keeps its quotes and a
-    nested object its structure: `{"a": "1", "b": 1}` -> {a: '"1"', b: '1'}."""
+    nested object its structure: `{"a": "1", "b": 1}` -> {a: '"1"', b: '1'}. Numbers are written
+    as VARIANT writes them (10.0 as 10): the same JSON value, not always the same characters."""
     names = list(known)
     has_unknown = F.exists(F.json_object_keys(payload), lambda k: ~k.isin(*names))
     fields = F.from_json(payload, "map<string,variant>")

@@ -8,7 +8,7 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.ingest_annotations import coco_annotations, coco_frames
+from jobs.ingest_annotations import coco_annotations, coco_frames, redelivered_rows
 from jobs.ingest_predictions import predictions
 from scenelake.contracts import Column
 from scenelake.ingest import (
@@ -178,3 +178,36 @@ def test_a_redelivered_file_is_a_duplicate_of_the_first_delivery(spark) -> None:
         ("p/run_id=r/capture_id=c/a_2.jsonl", 1, "duplicate_of:p/run_id=r/capture_id=c/a.jsonl:1"),
         ("p/run_id=r/capture_id=c/a_2.jsonl", 2, "duplicate_of:p/run_id=r/capture_id=c/a.jsonl:2"),
         ("p/run_id=r/capture_id=c/later.jsonl", 1, "duplicate_of:p/run_id=r/capture_id=c/a.jsonl:1")]
+
+
+def test_unknown_fields_of_annotations_and_detections_are_kept(spark) -> None:  # type: ignore[no-untyped-def]
+    polygon = [[10.0, 5.0, 30.0, 5.0, 30.0, 35.0]]
+    got = coco_annotations(coco_file(spark, [ann(segmentation=polygon), ann(id=2)]))
+    assert [(r.annotation_id, r.extra) for r in got.orderBy("record_no").collect()] == [
+        ("cap-1:lb1:1", {"segmentation": "[[10,5,30,5,30,35]]"}), ("cap-1:lb1:2", None)]
+    det = {"frame_index": 7, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
+    rows = records(spark, [
+        ("p.jsonl", "jsonl", "rows", 1, json.dumps({**det, "model_tag": "nightly", "latency_ms": 12})),
+        ("p.jsonl", "jsonl", "rows", 2, json.dumps(det)),
+        ("r.json", "coco_results", "rows", 1, json.dumps({"image_id": 7, "category_id": 1, "bbox": [1, 2, 3, 4],
+                                                          "score": 0.5, "segmentation": {"counts": "ab"}})),
+        ("t.txt", "mot", "rows", 1, "7,3,1,2,3,4,-1,-1,-1,-1"),
+    ])
+    frames = spark.createDataFrame([("cap-1", 7)], "capture_id string, frame_index long")
+    got = predictions(rows, frames, spark.createDataFrame([("run-1",)], "run_id string")).orderBy(
+        "source_file", "record_no")
+    assert [(r.source_file, r.record_no, r.rule, r.extra) for r in got.collect()] == [
+        ("p.jsonl", 1, None, {"model_tag": '"nightly"', "latency_ms": "12"}), ("p.jsonl", 2, None, None),
+        ("r.json", 1, None, {"segmentation": '{"counts":"ab"}'}), ("t.txt", 1, None, None)]
+
+
+def test_a_redelivered_export_is_quarantined_for_the_table_each_record_was_meant_for(spark) -> None:  # type: ignore[no-untyped-def]
+    copies = spark.createDataFrame([
+        ("f_2.json", "images", 1, "{}", "duplicate_of:f.json:1"),
+        ("f_2.json", "annotations", 1, "{}", "duplicate_of:f.json:1"),
+        ("f_2.json", "categories", 1, "{}", "duplicate_of:f.json:1"),
+    ], "source_file string, section string, record_no long, payload string, rule string")
+    got = redelivered_rows(copies, "b1")
+    assert sorted(tuple(r) for r in got.collect()) == [
+        ("silver.annotations", "f_2.json", "annotations", 1, "duplicate_of:f.json:1", "{}", "b1"),
+        ("silver.frames", "f_2.json", "images", 1, "duplicate_of:f.json:1", "{}", "b1")]
