@@ -6,7 +6,9 @@ landing/annotations/mot/label_batch=B/capture_id=C/gt.txt    -> MOTChallenge gro
 
 Every raw record ends in exactly one place: its silver table, or ops.quarantine with the rule it
 broke (malformed_json, missing:<field>, type:<field>, range:<rule>, unknown_frame,
-unknown_category, duplicate_of:<file>:<record>). Runs as `scenelake run ingest_annotations` or
+unknown_category, duplicate_of:<file>:<record>, also for every record of a file delivered again
+under another name). Fields of a COCO annotation the contract does not know (segmentation, ...)
+are kept in `extra`. Runs as `scenelake run ingest_annotations` or
 `spark-submit jobs/ingest_annotations.py`.
 """
 
@@ -19,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from scenelake import delta_io, ingest, quality
+from scenelake.contracts import contract
 from scenelake.job import job_main
 from scenelake.settings import Settings
 
@@ -31,6 +34,7 @@ COCO_IMAGE = "struct<id:long,width:int,height:int,file_name:string>"
 COCO_CATEGORY = "struct<id:long,name:string>"
 COCO_ANNOTATION = ("struct<id:long,image_id:long,category_id:long,bbox:array<double>,area:double,"
                    "iscrowd:int,keypoints:array<double>,num_keypoints:int>")
+COCO_ANNOTATION_FIELDS = ["id", "image_id", "category_id", "bbox", "area", "iscrowd", "keypoints", "num_keypoints"]
 # Boxes may overhang the frame by rounding; more than this is a broken box.
 FRAME_TOLERANCE_PX = 1.0
 
@@ -78,7 +82,8 @@ def mot_annotations(rows: DataFrame) -> DataFrame:
         F.coalesce(F.col("conf") == 0, F.lit(False)).alias("is_crowd"),
         F.lit(None).cast("array<double>").alias("keypoints"), F.lit(None).cast("int").alias("num_keypoints"),
         F.col("id").cast("long").alias("track_id"), F.lit(None).cast("double").alias("visibility"),
-        batch.alias("label_batch"), "source_file", "section", "record_no", "payload", "loaded_at", "rule")
+        batch.alias("label_batch"), F.lit(None).cast("map<string,string>").alias("extra"),
+        "source_file", "section", "record_no", "payload", "loaded_at", "rule")
 
 
 def mot_frames(rows: DataFrame) -> DataFrame:
@@ -136,8 +141,16 @@ def coco_annotations(records: DataFrame) -> DataFrame:
         F.coalesce(F.col("a.iscrowd") == 1, F.lit(False)).alias("is_crowd"),
         F.col("a.keypoints").alias("keypoints"), F.col("a.num_keypoints").alias("num_keypoints"),
         F.lit(None).cast("long").alias("track_id"), F.lit(None).cast("double").alias("visibility"),
-        batch.alias("label_batch"), "source_file", "section", "record_no", "payload", "loaded_at",
-        rule.alias("rule"))
+        batch.alias("label_batch"), ingest.extra_fields(F.col("payload"), COCO_ANNOTATION_FIELDS).alias("extra"),
+        "source_file", "section", "record_no", "payload", "loaded_at", rule.alias("rule"))
+
+
+def redelivered_rows(copies: DataFrame, batch_id: str) -> DataFrame:
+    """Quarantine rows for the records of a re-delivered export: images were meant for
+    silver.frames, everything else but the category list for silver.annotations."""
+    kept = copies.where(F.col("section") != "categories")
+    target = F.when(F.col("section") == "images", FRAMES).otherwise(ANNOTATIONS)
+    return ingest.quarantine_rows(kept, FRAMES, batch_id).withColumn("target_table", target)
 
 
 # --- I/O ------------------------------------------------------------------------------
@@ -201,8 +214,9 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
         progress(f"[ingest_annotations] silver up to date ({counts[0]} frames, {counts[1]} annotations)")
         return Report(names, added, False, counts[0], counts[1], 0)
 
-    records = delta_io.read_table(spark, settings, BRONZE, version=version).cache()
-    from scenelake.contracts import contract
+    records, copies = ingest.split_redeliveries(delta_io.read_table(spark, settings, BRONZE, version=version),
+                                               F.to_json(F.array_sort(F.map_entries("import_meta"))))
+    records = records.cache()
 
     rows = ingest.mot_rows(records.where(F.col("format") == "mot")).cache()
     frames, bad_frames = ingest.split_good(coco_frames(records).unionByName(mot_frames(rows)),
@@ -211,7 +225,8 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
                                               ["annotation_id"], contract(ANNOTATIONS).column_names)
     rejected = (ingest.quarantine_rows(bad_frames, FRAMES, batch_id)
                 .unionByName(ingest.quarantine_rows(bad_annotations, ANNOTATIONS, batch_id))
-                .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))).cache()
+                .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))
+                .unionByName(redelivered_rows(copies, batch_id))).cache()
     frames, annotations = frames.cache(), annotations.cache()
     gate_run = quality.GateRun(spark, settings, "ingest_annotations", built_from)
     captures = capture_sizes(spark, settings)

@@ -1,28 +1,39 @@
-"""Land device upload manifests into bronze.captures and publish a gated silver.captures.
+"""Land device upload manifests into bronze.captures and publish silver.captures and silver.subjects.
 
 landing/manifests/*.jsonl -> bronze.captures (verbatim lines + file, digest, batch, load time)
--> silver.captures (typed, one row per capture, latest copy wins) after the quality gate.
+-> silver.captures (typed, one row per capture, latest copy wins) and silver.subjects (one row
+per subject of each published capture) after the quality gate.
+
+Every manifest line ends in exactly one place: silver, or ops.quarantine with the rule it broke
+(malformed_json, missing:<field>, type:<field>, range:<rule> from the contracts' allowed values
+and bounds, duplicate_subject, duplicate_of:<file>:<line> for a capture sent again later or a
+re-delivered file). Fields the contract does not know are kept in `extra`.
 
 Reruns converge: a file already in bronze (same path and digest) is skipped, and silver is
-rebuilt only when bronze moved past the version silver was built from. Runs as
+rebuilt only when bronze moved past the version silver.captures was built from. Quarantine is
+written first and silver.captures last: its commit marks the rebuild as done. Runs as
 `scenelake run ingest_captures` or `spark-submit jobs/ingest_captures.py`.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from scenelake import delta_io, ingest, quality
+from scenelake.contracts import contract
 from scenelake.job import job_main
 from scenelake.settings import Settings
 
 BRONZE = "bronze.captures"
 SILVER = "silver.captures"
+SUBJECTS = "silver.subjects"
+QUARANTINE = ingest.QUARANTINE
 MANIFEST_DIR = "manifests"
 
 MANIFEST_SCHEMA = T.StructType([
@@ -38,8 +49,18 @@ MANIFEST_SCHEMA = T.StructType([
     T.StructField("duration_s", T.DoubleType()),
     T.StructField("region", T.StringType()),
     T.StructField("scenario", T.MapType(T.StringType(), T.StringType())),
+    T.StructField("subjects", T.ArrayType(T.StructType([
+        T.StructField("subject_id", T.StringType()), T.StructField("consent", T.StringType())]))),
 ])
 PROMOTED_TAGS = ("environment", "lighting", "motion")
+# Where each silver.captures column is in a manifest line.
+FIELD_PATHS = {
+    "capture_id": "capture_id", "source": "source", "device_model": "device.model",
+    "device_serial": "device.serial", "sensor": "sensor", "width": "resolution.width",
+    "height": "resolution.height", "fps": "fps", "started_at": "started_at", "duration_s": "duration_s",
+    "region": "region", **{tag: f"scenario.{tag}" for tag in PROMOTED_TAGS},
+}
+KNOWN_FIELDS = [f.name for f in MANIFEST_SCHEMA.fields]
 
 
 @dataclass(frozen=True)
@@ -49,6 +70,8 @@ class IngestReport:
     silver_rebuilt: bool
     silver_rows: int
     warnings: list[str]
+    subjects: int = 0
+    quarantined: int = 0
 
 
 # --- pure transforms ------------------------------------------------------------------
@@ -59,36 +82,84 @@ def split_lines(files: DataFrame) -> DataFrame:
                     F.col("r.payload").alias("payload")))
 
 
+def consent_state(subjects: Column) -> Column:
+    """One word for a capture's consent, from its subject list (see the captures contract)."""
+    granted = F.size(F.filter(subjects, lambda s: s["consent"] == "granted"))
+    return (F.when(subjects.isNull(), "unreported").when(F.size(subjects) == 0, "no_subjects")
+            .when(granted == F.size(subjects), "all_granted").when(granted == 0, "none_granted")
+            .otherwise("partial"))
+
+
 def parse_captures(bronze: DataFrame) -> DataFrame:
-    """Typed capture rows from manifest lines; unparseable fields become nulls for the gate."""
+    """Typed capture rows from manifest lines, each with its subject list, its unknown top-level
+    fields and the first rule the line breaks (null when it is good)."""
     m = F.from_json("payload", MANIFEST_SCHEMA).alias("m")
-    parsed = bronze.select("source_file", "line_number", "batch_id", "loaded_at", m)
+    parsed = bronze.select("source_file", "line_number", "batch_id", "loaded_at", "payload", m)
     tags = F.col("m.scenario")
-    extra = F.map_filter(tags, lambda k, _v: ~k.isin(*PROMOTED_TAGS))
+    extra_tags = F.map_filter(tags, lambda k, _v: ~k.isin(*PROMOTED_TAGS))
+    subjects = F.col("m.subjects")
+    typed = {
+        "capture_id": F.col("m.capture_id"), "source": F.col("m.source"),
+        "device_model": F.col("m.device.model"), "device_serial": F.col("m.device.serial"),
+        "sensor": F.col("m.sensor"), "width": F.col("m.resolution.width"),
+        "height": F.col("m.resolution.height"), "fps": F.col("m.fps"), "started_at": F.col("m.started_at"),
+        "duration_s": F.col("m.duration_s"), "region": F.col("m.region"),
+        **{tag: tags[tag] for tag in PROMOTED_TAGS},
+    }
     return parsed.select(
-        F.col("m.capture_id").alias("capture_id"),
-        F.col("m.source").alias("source"),
-        F.col("m.device.model").alias("device_model"),
-        F.col("m.device.serial").alias("device_serial"),
-        F.col("m.sensor").alias("sensor"),
-        F.col("m.resolution.width").alias("width"),
-        F.col("m.resolution.height").alias("height"),
-        F.col("m.fps").alias("fps"),
-        F.col("m.started_at").alias("started_at"),
-        F.col("m.duration_s").alias("duration_s"),
-        F.col("m.region").alias("region"),
-        *[tags[t].alias(t) for t in PROMOTED_TAGS],
-        F.when(F.size(extra) > 0, extra).alias("tags"),
-        "source_file", "line_number", "batch_id", "loaded_at",
+        *[value.alias(name) for name, value in typed.items()],
+        F.when(F.size(extra_tags) > 0, extra_tags).alias("tags"),
+        consent_state(subjects).alias("consent_state"),
+        ingest.extra_fields(F.col("payload"), KNOWN_FIELDS).alias("extra"),
+        "source_file", "line_number", "batch_id", "loaded_at", "payload",
+        subjects.alias("subjects"),
+        line_rule(F.col("payload"), typed, subjects).alias("rule"),
     )
 
 
-def latest_per_capture(captures: DataFrame) -> DataFrame:
-    """One row per capture_id: the copy loaded last wins, then the later file and line."""
-    order = Window.partitionBy("capture_id").orderBy(
-        F.col("loaded_at").desc(), F.col("source_file").desc(), F.col("line_number").desc())
-    return (captures.withColumn("_rank", F.row_number().over(order))
-            .where("_rank = 1").drop("_rank", "loaded_at"))
+def line_rule(payload: Column, typed: dict[str, Column], subjects: Column) -> Column:
+    """The first rule a manifest line breaks, in order: readable, complete, typed, in range."""
+    captures, people = contract(SILVER), contract(SUBJECTS)
+    required = [FIELD_PATHS[c.name] for c in captures.columns if c.name in FIELD_PATHS and not c.nullable]
+    ids = F.transform(subjects, lambda s: s["subject_id"])
+
+    def any_subject(broken: Callable[[Column], Column]) -> Column:
+        return F.coalesce(F.exists(subjects, broken), F.lit(False))
+
+    def consent(test: Callable[[Column], Column]) -> Callable[[Column], Column]:
+        return lambda s: test(s["consent"])
+
+    return ingest.first_failed_rule(
+        ("malformed_json", ingest.malformed(payload)),
+        *ingest.path_rules(payload, {FIELD_PATHS[name]: value for name, value in typed.items()}, required),
+        ("type:subjects", F.get_json_object(payload, "$.subjects").isNotNull() & subjects.isNull()),
+        ("missing:subjects.subject_id", any_subject(lambda s: s["subject_id"].isNull())),
+        ("missing:subjects.consent", any_subject(lambda s: s["consent"].isNull())),
+        *ingest.range_rules(captures, typed),
+        *[(rule, any_subject(consent(test))) for rule, test in ingest.value_checks(people.column("consent"))],
+        ("duplicate_subject", F.coalesce(F.size(F.array_distinct(ids)) < F.size(ids), F.lit(False))),
+    )
+
+
+def subject_rows(captures: DataFrame) -> DataFrame:
+    """One row per subject of each published capture (its winning line's subject list)."""
+    return captures.select("capture_id", F.explode("subjects").alias("s"), "source_file", "line_number",
+                           "batch_id").select(
+        "capture_id", F.col("s.subject_id").alias("subject_id"), F.col("s.consent").alias("consent"),
+        "source_file", "line_number", "batch_id")
+
+
+def split_captures(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Good lines deduplicated per capture (with their subject list), and every rejected line
+    (source_file, record_no, rule, payload).
+
+    A re-delivered manifest's lines are duplicates of the original's; among the rest, the copy
+    of a capture loaded last wins and the earlier copies name it."""
+    originals, copies = ingest.split_redeliveries(lines.withColumn("record_no", F.col("line_number")), F.lit(""))
+    rows = parse_captures(originals).withColumn("record_no", F.col("line_number"))
+    good, rejected = ingest.split_good(rows, ["capture_id"], [*contract(SILVER).column_names, "subjects"])
+    shape = ["source_file", "record_no", "rule", "payload"]
+    return good, rejected.select(*shape).unionByName(copies.select(*shape))
 
 
 # --- I/O ------------------------------------------------------------------------------
@@ -109,6 +180,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
         delta_io.append(spark, settings, BRONZE, lines, commit_metadata=f"batch={batch_id}")
         progress(f"[ingest_captures] bronze.captures += {added} lines (batch {batch_id})")
     files.unpersist()
+    ingest.crash_point("captures:after_bronze")
 
     bronze_version = delta_io.table_version(spark, settings, BRONZE)
     built_from = f"bronze_version={bronze_version}"
@@ -118,20 +190,33 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
         return IngestReport(new_files, added, False, rows, [])
 
     bronze = delta_io.read_table(spark, settings, BRONZE, version=bronze_version)
-    silver = latest_per_capture(parse_captures(bronze)).cache()
+    good, rejected = split_captures(bronze)
+    good = good.cache()
+    captures, subjects = good.drop("subjects"), subject_rows(good).cache()
+    quarantine = ingest.quarantine_rows(rejected, SILVER, batch_id).cache()
     gate_run = quality.GateRun(spark, settings, "ingest_captures", f"{BRONZE}@{bronze_version}")
-    outcomes = quality.gate(silver, SILVER, gate_run)
+    outcomes = (quality.gate(ingest.with_file_totals(quarantine, bronze), QUARANTINE, gate_run)
+                + quality.gate(captures, SILVER, gate_run) + quality.gate(subjects, SUBJECTS, gate_run))
     warnings = [o.summary() for o in outcomes if not o.success]
-    delta_io.merge(spark, settings, SILVER, silver, commit_metadata=built_from)
-    rows = silver.count()
-    silver.unpersist()
-    progress(f"[ingest_captures] silver.captures published: {rows} rows, "
-             f"{len(outcomes)} checks passed the gate ({len(warnings)} warnings)")
-    return IngestReport(new_files, added, True, rows, warnings)
+    quarantined = quarantine.count()
+    # Quarantine first, silver.captures last: its commit is what marks the rebuild as done. Both
+    # silver tables become exactly the rebuild, so a subject dropped from a capture's newer copy goes.
+    ingest.write_quarantine(spark, settings, quarantine, quarantined)
+    ingest.crash_point("captures:after_quarantine")
+    delta_io.merge(spark, settings, SUBJECTS, subjects, commit_metadata=built_from, delete_missing=True)
+    ingest.crash_point("captures:after_subjects")
+    delta_io.merge(spark, settings, SILVER, captures, commit_metadata=built_from, delete_missing=True)
+    report = IngestReport(new_files, added, True, captures.count(), warnings, subjects.count(), quarantined)
+    for df in (good, subjects, quarantine):
+        df.unpersist()
+    progress(f"[ingest_captures] silver.captures published: {report.silver_rows} rows, {report.subjects} "
+             f"subjects; {quarantined} line(s) in {QUARANTINE}; {len(outcomes)} checks passed the gate "
+             f"({len(warnings)} warnings)")
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    return job_main("ingest_captures", __doc__, run, [BRONZE, SILVER], argv)
+    return job_main("ingest_captures", __doc__, run, [BRONZE, SILVER, SUBJECTS, QUARANTINE], argv)
 
 
 if __name__ == "__main__":

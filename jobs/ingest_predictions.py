@@ -7,8 +7,11 @@ landing/predictions/run_id=R/capture_id=C/*.jsonl|*.parquet -> batch-inference d
 
 A detection must be on a known frame (silver.frames, so run ingest_annotations first), of a
 known run, with a box of non-negative size and, except for MOT trackers, a score in [0, 1];
-otherwise it goes to ops.quarantine with the rule it broke. Silver is rebuilt when bronze or
-silver.frames moved, so predictions that arrived before their ground truth are re-checked.
+otherwise it goes to ops.quarantine with the rule it broke. A file delivered again under another
+name adds nothing: its records are duplicates of the first delivery's. Fields of a JSON record
+(or Parquet row) that the contract does not know are kept in `extra`. Silver is rebuilt when
+bronze or silver.frames moved, so predictions that arrived before their ground truth are
+re-checked.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ RUN = ("struct<run_id:string,model_name:string,model_version:string,code_commit:
 FORMATS = {".json": "coco_results", ".txt": "mot", ".jsonl": "jsonl"}
 
 
+def _fields(struct: str) -> list[str]:
+    return [part.split(":")[0] for part in struct.removeprefix("struct<").split(",") if ":" in part]
+
+
 @dataclass(frozen=True)
 class Report:
     new_files: list[str]
@@ -60,6 +67,7 @@ def json_detections(records: DataFrame) -> DataFrame:
                        F.col("d.image_id").alias("frame_index"), F.lit(None).cast("string").alias("category"),
                        F.lit(None).cast("long").alias("track_id"), F.lit(None).cast("string").alias("own_id"),
                        F.col("import_meta")["capture_id"].alias("capture_id"),
+                       ingest.extra_fields(F.col("payload"), _fields(COCO_RESULT)).alias("extra"),
                        ingest.first_failed_rule(
                            ("malformed_json", ingest.malformed(F.col("payload"))),
                            *ingest.field_rules(F.col("payload"), F.col("d"),
@@ -69,6 +77,7 @@ def json_detections(records: DataFrame) -> DataFrame:
                             ("frame_index", "category", "category_id", "bbox", "score", "keypoints", "track_id")],
                      F.col("d.prediction_id").alias("own_id"),
                      F.coalesce(F.col("d.capture_id"), F.col("import_meta")["capture_id"]).alias("capture_id"),
+                     ingest.extra_fields(F.col("payload"), _fields(DETECTION)).alias("extra"),
                      ingest.first_failed_rule(
                          ("malformed_json", ingest.malformed(F.col("payload"))),
                          *ingest.field_rules(F.col("payload"), F.col("d"),
@@ -89,14 +98,15 @@ def mot_detections(records: DataFrame) -> DataFrame:
         "*", F.col("frame").cast("long").alias("frame_index"), F.lit("person").alias("category"),
         F.lit(1).cast("long").alias("category_id"), F.coalesce("conf", F.lit(-1.0)).alias("score"),
         F.lit(None).cast("array<double>").alias("keypoints"), F.col("id").cast("long").alias("track_id"),
-        F.lit(None).cast("string").alias("own_id"), F.col("import_meta")["capture_id"].alias("capture_id"))
+        F.lit(None).cast("string").alias("own_id"), F.col("import_meta")["capture_id"].alias("capture_id"),
+        F.lit(None).cast("map<string,string>").alias("extra"))
 
 
 def predictions(records: DataFrame, frames: DataFrame, runs: DataFrame) -> DataFrame:
     """Every prediction record with its silver columns and the first rule it breaks (or null)."""
     cols = ["source_file", "section", "record_no", "payload", "loaded_at", "import_meta", "rule",
             "capture_id", "frame_index", "category", "category_id", "x", "y", "w", "h", "score",
-            "keypoints", "track_id", "own_id"]
+            "keypoints", "track_id", "own_id", "extra"]
     both = json_detections(records).select(*cols).unionByName(mot_detections(records).select(*cols))
     known_frames = frames.select("capture_id", "frame_index", F.lit(True).alias("frame_known"))
     known_runs = runs.select("run_id", F.lit(True).alias("run_known"))
@@ -116,6 +126,12 @@ def content_id() -> Column:
     parts = ["run_id", "capture_id", "frame_index", "category_id", "x", "y", "w", "h", "score", "track_id"]
     return F.concat(F.lit("h:"), F.substring(F.sha2(F.concat_ws("|", *[F.col(c).cast("string") for c in parts]),
                                                     256), 1, 24))
+
+
+def delivery_scope() -> Column:
+    """What a file means besides its bytes: its format and folder metadata (run, capture). The
+    same bytes in the same scope under another name are a re-delivery."""
+    return F.concat_ws("|", "format", F.to_json(F.array_sort(F.map_entries("import_meta"))))
 
 
 def model_runs(run_files: DataFrame) -> DataFrame:
@@ -208,6 +224,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
         ["run_id"], contract(RUNS).column_names)
     runs = runs.cache()
     records = delta_io.read_table(spark, settings, BRONZE, version=version).withColumn("section", F.lit("rows"))
+    records, copies = ingest.split_redeliveries(records, delivery_scope())
     frames = (delta_io.read_table(spark, settings, FRAMES, version=frames_version) if frames_version is not None
               else spark.createDataFrame([], "capture_id string, frame_index long"))
     # Cached once: the good rows, the quarantined ones and both counts all derive from it.
@@ -217,6 +234,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     # An unreadable COCO results file is one record whose payload is the whole text: it fails
     # malformed_json like any bad record.
     quarantine = (ingest.quarantine_rows(rejected, PREDICTIONS, batch_id)
+                  .unionByName(ingest.quarantine_rows(copies, PREDICTIONS, batch_id))
                   .unionByName(ingest.quarantine_rows(bad_runs, RUNS, batch_id))).cache()
     clock = ingest.Stopwatch(progress, "ingest_predictions")
     kept = good.count()

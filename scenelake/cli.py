@@ -346,8 +346,11 @@ def generate_cmd(out: Path | None, captures: int, seed: int, defect_rate: float)
     results and MOT tracker output. Recall falls with dim/dark light and heavy occlusion;
     person-v2 is better everywhere except the PLANTED REGRESSION: lighting=dark with
     motion=running, where its recall is halved. With --defect-rate, damaged records are listed
-    in OUT/ledger.jsonl with the quarantine rule the pipeline must give them; OUT/truth.json
-    describes the captures and the regression.
+    in OUT/ledger.jsonl with the quarantine rule the pipeline must give them, and one of each
+    file-level fault is planted: a truncated manifest and prediction file, a capture and some
+    detections sent again in another file, a manifest, prediction file and COCO export
+    re-delivered under another name, and an upload with a field no contract knows (null rule:
+    published, kept in `extra`). OUT/truth.json describes the captures and the regression.
     """
     from scenelake.generator import generate
 

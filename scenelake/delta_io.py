@@ -70,10 +70,11 @@ def _comparable(alias: str, column: Column) -> str:
 
 
 def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
-          commit_metadata: str | None = None) -> None:
+          commit_metadata: str | None = None, delete_missing: bool = False) -> None:
     """Upsert on the contract's primary key: one atomic commit, so a rerun converges.
 
-    Rows whose every column already equals the target's are not rewritten.
+    Rows whose every column already equals the target's are not rewritten. With
+    `delete_missing`, `df` is the whole table: target rows whose key it lacks are deleted.
     """
     table = contract(name)
     source = _conformed(df, table)
@@ -86,11 +87,13 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
                           for c in table.columns if c.name not in table.primary_key)
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", commit_metadata or "")
     try:
-        (DeltaTable.forPath(spark, path).alias("t")
-         .merge(source.alias("s"), key)
-         .whenMatchedUpdateAll(condition=changed or None)
-         .whenNotMatchedInsertAll()
-         .execute())
+        builder = (DeltaTable.forPath(spark, path).alias("t")
+                   .merge(source.alias("s"), key)
+                   .whenMatchedUpdateAll(condition=changed or None)
+                   .whenNotMatchedInsertAll())
+        if delete_missing:
+            builder = builder.whenNotMatchedBySourceDelete()
+        builder.execute()
     finally:
         spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
 

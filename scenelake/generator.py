@@ -8,13 +8,22 @@ MOT tracker output). Recall falls with dim/dark light and heavy occlusion. The n
 person-v2, is better everywhere except the planted regression: lighting=dark with
 motion=running, where its recall is halved.
 
+Manifests come as a few uploads of several captures each, every subject with a consent state.
+
 With a defect rate, records are damaged the way real deliveries are, and every fault is written
-to ledger.jsonl with the quarantine rule the pipeline must give it.
+to ledger.jsonl with the quarantine rule the pipeline must give it. Besides damaged records, a
+defect rate plants one of each file-level fault: a capture sent again in a later upload and a
+prediction shard that repeats detections of another file (duplicates across files), a manifest
+and a JSON-lines prediction file cut mid-record (truncated files), a manifest, a prediction file
+and a COCO export delivered twice under another name (re-delivered files), and an upload whose
+lines carry a field the contract does not know (ledger rule null: published, the field kept in
+`extra`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,15 +39,25 @@ REGRESSION_RECALL_FACTOR = 0.5
 LIGHT = {"bright": 1.0, "normal": 1.0, "dim": 0.85, "dark": 0.6}
 OCCLUSION = {"none": 1.0, "partial": 0.85, "heavy": 0.6}
 WIDTH, HEIGHT = 1280, 720
+MANIFEST_UPLOADS = 3
+CONSENT = {"granted": 0.9, "pending": 0.06, "withdrawn": 0.04}
 
 
 @dataclass
 class Ledger:
     entries: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, file: str, record_no: int, kind: str, rule: str, section: str = "rows") -> None:
+    def add(self, file: str, record_no: int, kind: str, rule: str | None, section: str = "rows",
+            **details: str) -> None:
         self.entries.append({"file": file, "section": section, "record_no": record_no, "kind": kind,
-                             "rule": rule})
+                             "rule": rule, **details})
+
+    def faulty(self, file: str) -> set[int]:
+        """Record numbers of a file that carry a fault, or are the winning copy of a planted duplicate."""
+        mine = [e for e in self.entries if e["file"] == file]
+        winners = {int(e["rule"].rsplit(":", 1)[1]) for e in mine
+                   if (e["rule"] or "").startswith(f"duplicate_of:{file}:")}
+        return {e["record_no"] for e in mine} | winners
 
 
 @dataclass(frozen=True)
@@ -68,14 +87,14 @@ def make_captures(rng: random.Random, n: int) -> list[Capture]:
     return out
 
 
-def manifest_line(rng: random.Random, cap: Capture, start: datetime) -> str:
+def manifest_line(rng: random.Random, cap: Capture, start: datetime, consent: random.Random) -> str:
     return json.dumps({
         "capture_id": cap.capture_id, "source": "real",
         "device": {"model": rng.choice(["PixelCam 4", "NightEye IR2"]), "serial": f"SN{rng.randrange(10**7):07d}"},
         "sensor": "rgb", "resolution": {"width": WIDTH, "height": HEIGHT}, "fps": 30.0,
         "started_at": start.isoformat().replace("+00:00", "Z"), "duration_s": round(cap.frames * 1.0, 1),
         "region": rng.choice(["eu-west", "us-east"]), "scenario": cap.scenario,
-        "subjects": [{"subject_id": f"subj-{rng.randrange(10**6):06d}", "consent": "granted"}
+        "subjects": [{"subject_id": f"subj-{rng.randrange(10**6):06d}", "consent": _pick(consent, CONSENT)}
                      for _ in range(cap.people)],
     }, sort_keys=True)
 
@@ -119,13 +138,14 @@ def detections(rng: random.Random, cap: Capture, run_id: str,
 
 def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> Ledger:
     rng = random.Random(seed)
+    # Consent, manifest faults and file-level faults draw from streams of their own, so the
+    # records and record faults of a seed stay what they were before those existed.
+    consent, faults = random.Random(f"{seed}/consent"), random.Random(f"{seed}/faults")
     ledger = Ledger()
     caps = make_captures(rng, captures)
     t0 = datetime(2026, 11, 1, 8, tzinfo=UTC)
-    manifests = out / "manifests"
-    manifests.mkdir(parents=True, exist_ok=True)
-    (manifests / "captures-generated.jsonl").write_text(
-        "".join(manifest_line(rng, c, t0 + timedelta(hours=i)) + "\n" for i, c in enumerate(caps)))
+    _manifests(out, [manifest_line(rng, c, t0 + timedelta(hours=i), consent) for i, c in enumerate(caps)],
+               faults, defect_rate, ledger)
     for run_id in RUNS:
         run_dir = out / "predictions" / f"run_id={run_id}"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,15 +153,22 @@ def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> L
             "run_id": run_id, "model_name": "person-detector", "model_version": run_id.split("-")[1],
             "code_commit": "abc1234", "params": {"score_threshold": "0.05"},
             "started_at": "2026-11-02T00:00:00Z", "finished_at": "2026-11-02T01:00:00Z"}) + "\n")
+    exports: list[str] = []
+    predicted: list[tuple[str, str]] = []
     for i, cap in enumerate(caps):
         truth = tracks(rng, cap)
         if i % 2 == 0:
-            _coco_export(out, cap, truth, rng, defect_rate, ledger)
+            exports.append(_coco_export(out, cap, truth, rng, defect_rate, ledger))
         else:
             _mot_export(out, cap, truth, rng, defect_rate, ledger)
         for k, run_id in enumerate(RUNS):
             fmt = ("mot" if i % 2 else "coco_results") if (i + k) % 3 == 0 else ("jsonl", "parquet")[(i + k) % 2]
-            _predictions(out, cap, run_id, fmt, detections(rng, cap, run_id, truth), rng, defect_rate, ledger)
+            predicted.append(_predictions(out, cap, run_id, fmt, detections(rng, cap, run_id, truth), rng,
+                                          defect_rate, ledger))
+    if defect_rate > 0:
+        _prediction_file_faults(out, predicted, faults, ledger)
+        if exports:
+            _redeliver(out, faults.choice(exports), "coco", ledger)
     (out / "ledger.jsonl").write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in ledger.entries))
     described = {"regression": {**REGRESSION, "recall_factor": REGRESSION_RECALL_FACTOR}, "runs": RUNS,
              "captures": [asdict(c) for c in caps]}
@@ -149,7 +176,7 @@ def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> L
     return ledger
 
 
-def _coco_export(out: Path, cap: Capture, truth: list[Any], rng: random.Random, rate: float, ledger: Ledger) -> None:
+def _coco_export(out: Path, cap: Capture, truth: list[Any], rng: random.Random, rate: float, ledger: Ledger) -> str:
     folder = out / "annotations" / "coco" / "label_batch=gen" / f"capture_id={cap.capture_id}"
     folder.mkdir(parents=True, exist_ok=True)
     rel = str((folder / "instances.json").relative_to(out))
@@ -175,6 +202,7 @@ def _coco_export(out: Path, cap: Capture, truth: list[Any], rng: random.Random, 
             anns.append(record)
     doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
     (folder / "instances.json").write_text(json.dumps(doc))
+    return rel
 
 
 def _mot_export(out: Path, cap: Capture, truth: list[Any], rng: random.Random, rate: float, ledger: Ledger) -> None:
@@ -194,7 +222,7 @@ def _mot_export(out: Path, cap: Capture, truth: list[Any], rng: random.Random, r
 
 
 def _predictions(out: Path, cap: Capture, run_id: str, fmt: str, dets: list[dict[str, Any]],
-                 rng: random.Random, rate: float, ledger: Ledger) -> None:
+                 rng: random.Random, rate: float, ledger: Ledger) -> tuple[str, str]:
     folder = out / "predictions" / f"run_id={run_id}" / f"capture_id={cap.capture_id}"
     folder.mkdir(parents=True, exist_ok=True)
     name = {"jsonl": "detections.jsonl", "parquet": "detections.parquet", "coco_results": "results.json",
@@ -204,7 +232,7 @@ def _predictions(out: Path, cap: Capture, run_id: str, fmt: str, dets: list[dict
         lines = [f"{d['frame_index']},{d['track_id']},{','.join(str(v) for v in d['bbox'])},{d['score']},-1,-1,-1"
                  for d in dets]
         (folder / name).write_text("\n".join(lines) + "\n")
-        return
+        return rel, fmt
     records: list[dict[str, Any]] = []
     for d in dets:
         record: dict[str, Any] = ({"image_id": d["frame_index"], "category_id": 1, "bbox": d["bbox"],
@@ -235,3 +263,137 @@ def _predictions(out: Path, cap: Capture, run_id: str, fmt: str, dets: list[dict
         (folder / name).write_text(json.dumps(records))
     else:
         pq.write_table(pa.Table.from_pylist(records), folder / name)
+    return rel, fmt
+
+
+@dataclass
+class _Line:
+    """One manifest line while the uploads are laid out; its fault is resolved to a line number last."""
+    text: str
+    kind: str | None = None
+    rule: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    winner: _Line | None = None
+
+
+def _damage_manifest_line(rng: random.Random, line: _Line) -> None:
+    record = json.loads(line.text)
+    kind = rng.choice(["malformed_line", "missing_field", "wrong_type", "out_of_range", "unknown_value",
+                       "bad_consent"])
+    if kind == "malformed_line":
+        line.text, line.rule = line.text[: len(line.text) // 2], "malformed_json"
+    elif kind == "missing_field":
+        del record["started_at"]
+        line.rule = "missing:started_at"
+    elif kind == "wrong_type":
+        record["fps"], line.rule = "thirty", "type:fps"
+    elif kind == "out_of_range":
+        record["fps"], line.rule = -30.0, "range:fps_in_1_1000"
+    elif kind == "unknown_value":
+        record["sensor"], line.rule = "thermal", "range:sensor_allowed"
+    else:
+        record["subjects"][0]["consent"], line.rule = "maybe", "range:consent_allowed"
+    if kind != "malformed_line":
+        line.text = json.dumps(record, sort_keys=True)
+    line.kind = kind
+
+
+def _manifests(out: Path, texts: list[str], rng: random.Random, rate: float, ledger: Ledger) -> None:
+    """A few upload manifests of consecutive captures, with their faults when rate > 0."""
+    folder = out / "manifests"
+    folder.mkdir(parents=True, exist_ok=True)
+    size = max(1, math.ceil(len(texts) / MANIFEST_UPLOADS))
+    uploads = [[_Line(t) for t in texts[i:i + size]] for i in range(0, len(texts), size)]
+    names = [f"manifests/upload-{n + 1:03d}.jsonl" for n in range(len(uploads))]
+    truncated, resent = None, []
+    if rate > 0:
+        for line in (ln for upload in uploads for ln in upload):
+            if rng.random() < rate:
+                _damage_manifest_line(rng, line)
+        clean = [ln for ln in uploads[0] if ln.kind is None]
+        if len(uploads) > 1 and clean:
+            # A capture sent again in the next upload with a corrected duration: the later copy wins.
+            sent = rng.choice(clean)
+            record = json.loads(sent.text)
+            record["duration_s"] = round(record["duration_s"] + 0.5, 1)
+            again = _Line(json.dumps(record, sort_keys=True))
+            uploads[1].insert(0, again)
+            sent.kind, sent.winner = "duplicate_across_files", again
+            resent = [sent, again]
+        # A newer app version adds a field to every line of one upload: kept in `extra`, not a fault.
+        for line in uploads[1 if len(uploads) > 1 else 0]:
+            if line.rule != "malformed_json":
+                line.text = json.dumps({**json.loads(line.text), "firmware_build": "7.1.2"}, sort_keys=True)
+                if line.kind is None:
+                    line.kind, line.details = "unknown_field", {"field": "firmware_build"}
+        last = uploads[-1][-1]
+        if all(last is not ln for ln in resent):  # the upload was cut in the middle of its last line
+            last.text = last.text[: len(last.text) // 2]
+            last.kind, last.rule, last.details = "truncated_file", "malformed_json", {}
+            truncated = names[-1]
+    where = {id(ln): (names[u], n + 1) for u, upload in enumerate(uploads) for n, ln in enumerate(upload)}
+    for u, upload in enumerate(uploads):
+        ending = "" if names[u] == truncated else "\n"
+        (out / names[u]).write_text("\n".join(ln.text for ln in upload) + ending)
+        for n, ln in enumerate(upload):
+            if ln.winner is not None:
+                ln.rule = "duplicate_of:{}:{}".format(*where[id(ln.winner)])
+            if ln.kind is not None:
+                ledger.add(names[u], n + 1, ln.kind, ln.rule, **ln.details)
+    if rate > 0:
+        _redeliver(out, names[0], "jsonl", ledger)
+
+
+def _prediction_file_faults(out: Path, files: list[tuple[str, str]], rng: random.Random, ledger: Ledger) -> None:
+    """A shard repeating detections of another file, a file cut mid-record, a file delivered twice."""
+    jsonl = [rel for rel, fmt in files if fmt == "jsonl"]
+    if jsonl:
+        shard_of = rng.choice(jsonl)
+        _overlapping_shard(out, shard_of, ledger)
+        _truncate(out, rng.choice([rel for rel in jsonl if rel != shard_of] or jsonl), ledger)
+    _redeliver(out, *rng.choice(files), ledger)
+
+
+def _overlapping_shard(out: Path, rel: str, ledger: Ledger) -> None:
+    """A retried inference shard that repeats the last clean detections of `rel` in a file of its
+    own: the copies in the file that sorts first lose to those in the other (latest copy wins:
+    same batch, so the later file name)."""
+    lines = (out / rel).read_text().splitlines()
+    faulty = ledger.faulty(rel)
+    repeated = [n for n in range(1, len(lines) + 1) if n not in faulty][-3:]
+    if not repeated:
+        return
+    shard = rel.replace("detections.jsonl", "detections-part2.jsonl")
+    (out / shard).write_text("".join(lines[n - 1] + "\n" for n in repeated))
+    for i, n in enumerate(repeated, start=1):
+        (loser, loser_no), (winner, winner_no) = sorted([(shard, i), (rel, n)])
+        ledger.add(loser, loser_no, "duplicate_across_files", f"duplicate_of:{winner}:{winner_no}")
+
+
+def _truncate(out: Path, rel: str, ledger: Ledger) -> None:
+    """Cut a JSON-lines file in the middle of a record after its last complete one."""
+    text = (out / rel).read_text()
+    records = [ln for ln in text.splitlines() if ln.strip()]
+    (out / rel).write_text(text + records[-1][: len(records[-1]) // 2])
+    ledger.add(rel, len(records) + 1, "truncated_file", "malformed_json")
+
+
+def _redeliver(out: Path, rel: str, fmt: str, ledger: Ledger) -> None:
+    """The same bytes delivered again as <name>_2<ext>: every record is a duplicate of the first
+    delivery's record with the same number (the first delivery sorts first by name)."""
+    source = out / rel
+    copy = source.with_name(f"{source.stem}_2{source.suffix}")
+    copy.write_bytes(source.read_bytes())
+    copy_rel = str(copy.relative_to(out))
+    if fmt == "coco":
+        doc = json.loads(source.read_text())
+        counts = {"images": len(doc["images"]), "annotations": len(doc["annotations"])}
+    elif fmt == "coco_results":
+        counts = {"rows": len(json.loads(source.read_text()))}
+    elif fmt == "parquet":
+        counts = {"rows": pq.read_metadata(source).num_rows}
+    else:
+        counts = {"rows": sum(1 for ln in source.read_text().splitlines() if ln.strip())}
+    for section, count in counts.items():
+        for n in range(1, count + 1):
+            ledger.add(copy_rel, n, "redelivered_file", f"duplicate_of:{rel}:{n}", section=section)

@@ -14,7 +14,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from pyspark.errors import AnalysisException
@@ -22,7 +22,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from scenelake import delta_io
+from scenelake import contracts, delta_io
 from scenelake.settings import Settings
 
 QUARANTINE = "ops.quarantine"
@@ -171,12 +171,63 @@ def write_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame, c
 
 def field_rules(payload: Column, parsed: Column, fields: list[str]) -> list[tuple[str, Column]]:
     """missing:<f> when the JSON lacks a required field, type:<f> when it has the wrong type."""
+    return path_rules(payload, {name: parsed[name] for name in fields}, required=fields)
+
+
+def path_rules(payload: Column, typed: dict[str, Column], required: Iterable[str]) -> list[tuple[str, Column]]:
+    """For each JSON path (`device.model`) and its typed value: missing:<path> when a required
+    path is absent or null, type:<path> when a value is there but did not parse as its type."""
     rules = []
-    for name in fields:
-        raw = F.get_json_object(payload, f"$.{name}")
-        rules.append((f"missing:{name}", raw.isNull()))
-        rules.append((f"type:{name}", raw.isNotNull() & parsed[name].isNull()))
+    for path, value in typed.items():
+        raw = F.get_json_object(payload, f"$.{path}")
+        if path in required:
+            rules.append((f"missing:{path}", raw.isNull()))
+        rules.append((f"type:{path}", raw.isNotNull() & value.isNull()))
     return rules
+
+
+def value_checks(column: contracts.Column) -> list[tuple[str, Callable[[Column], Column]]]:
+    """The contract's allowed values and bounds of a column as quarantine rules: each a name and
+    a test that holds when a (non-null) value breaks it. Names follow the hand-written rules:
+    range:<c>_allowed, range:<c>_in_<min>_<max>, range:<c>>=<min>, range:<c><=<max>."""
+    checks: list[tuple[str, Callable[[Column], Column]]] = []
+    name, low, high, allowed = column.name, column.minimum, column.maximum, column.allowed
+    if allowed is not None:
+        checks.append((f"range:{name}_allowed", lambda v: v.isNotNull() & ~v.isin(*allowed)))
+    if low is not None and high is not None:
+        checks.append((f"range:{name}_in_{low:g}_{high:g}", lambda v: (v < low) | (v > high)))
+    elif low is not None:
+        checks.append((f"range:{name}>={low:g}", lambda v: v < low))
+    elif high is not None:
+        checks.append((f"range:{name}<={high:g}", lambda v: v > high))
+    return [(rule, _null_is_fine(test)) for rule, test in checks]
+
+
+def _null_is_fine(test: Callable[[Column], Column]) -> Callable[[Column], Column]:
+    """A null value is a missing:/type: matter, never a range one (first_failed_rule treats an
+    unknown outcome as broken)."""
+    return lambda v: F.coalesce(test(v), F.lit(False))
+
+
+def range_rules(table: contracts.Contract, values: dict[str, Column]) -> list[tuple[str, Column]]:
+    """range:<rule> for every allowed-values list and bound the contract gives these columns."""
+    return [(rule, test(value)) for name, value in values.items()
+            for rule, test in value_checks(table.column(name))]
+
+
+def extra_fields(payload: Column, known: Iterable[str]) -> Column:
+    """The top-level fields of a JSON object that are not in `known`, as {field: JSON text of its
+    value}; null when there are none (or the record is not an object).
+
+    The cheap key listing runs on every record; the values are parsed only for the few records
+    that carry an unknown field. Values go through VARIANT so a string keeps its quotes and a
+    nested object its structure: `{"a": "1", "b": 1}` -> {a: '"1"', b: '1'}. Numbers are written
+    as VARIANT writes them (10.0 as 10): the same JSON value, not always the same characters."""
+    names = list(known)
+    has_unknown = F.exists(F.json_object_keys(payload), lambda k: ~k.isin(*names))
+    fields = F.from_json(payload, "map<string,variant>")
+    unknown = F.map_filter(fields, lambda k, _v: ~k.isin(*names))
+    return F.when(has_unknown, F.transform_values(unknown, lambda _k, v: F.to_json(v)))
 
 
 def malformed(payload: Column) -> Column:
@@ -187,6 +238,33 @@ def malformed(payload: Column) -> Column:
 def file_failures(records: DataFrame) -> DataFrame:
     """Whole files that could not be read: one quarantine record each, named by file."""
     return records.where(F.col("section") == "file").withColumn("rule", F.lit("malformed_json"))
+
+
+def redelivered(records: DataFrame, scope: Column) -> DataFrame:
+    """(source_file, original_file) for every file whose bytes were already delivered under another
+    name in the same `scope` (the folder's key=value metadata, e.g. run and capture).
+
+    The original is the copy loaded first, then the first by name. A re-delivered file adds
+    nothing: each of its records is a duplicate of the original's record with the same number.
+    """
+    files = records.groupBy("source_file", "source_sha256", scope.alias("_scope")).agg(
+        F.min("loaded_at").alias("_loaded_at"))
+    order = Window.partitionBy("source_sha256", "_scope").orderBy("_loaded_at", "source_file")
+    return (files.withColumn("original_file", F.first("source_file").over(order))
+            .where(F.col("source_file") != F.col("original_file"))
+            .select("source_file", "original_file"))
+
+
+def split_redeliveries(records: DataFrame, scope: Column) -> tuple[DataFrame, DataFrame]:
+    """Records of original files, and the records of re-delivered copies with their rule
+    duplicate_of:<original file>:<record>, which come before any other rule: the original's
+    record has already been judged."""
+    copies = redelivered(records, scope)
+    marked = records.join(F.broadcast(copies), ["source_file"], "left")
+    rule = F.concat(F.lit("duplicate_of:"), F.col("original_file"), F.lit(":"), F.col("record_no"))
+    originals = marked.where(F.col("original_file").isNull()).drop("original_file")
+    duplicates = marked.where(F.col("original_file").isNotNull()).withColumn("rule", rule).drop("original_file")
+    return originals, duplicates
 
 
 def split_good(df: DataFrame, key: list[str], columns: list[str]) -> tuple[DataFrame, DataFrame]:

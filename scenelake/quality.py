@@ -52,7 +52,7 @@ class QualityGateFailed(Exception):
         self.table = table
         self.failures = failures
         self.batch_key = batch_key
-        lines = "; ".join(f.summary() for f in failures)
+        lines = "; ".join(f.explained() for f in failures)
         message = f"quality gate stopped the {table} batch: {lines}"
         if batch_key:
             message += (f". Nothing of it was published. Fix the input and rerun, or accept it: scenelake quality "
@@ -99,9 +99,13 @@ class CheckResult:
 
     def summary(self) -> str:
         count = f", {self.unexpected_count} unexpected" if self.unexpected_count else ""
+        return f"{self.check.label} [{self.check.severity}]{count}"
+
+    def explained(self) -> str:
+        """The summary with the observed value or a few offending keys, for people."""
         observed = f", observed {self.observed}" if self.observed is not None and not self.unexpected_count else ""
-        sample = f" e.g. {', '.join(self.sample_keys[:3])}" if self.sample_keys else ""
-        return f"{self.check.label} [{self.check.severity}]{count}{observed}{sample}"
+        sample = f" (e.g. {'; '.join(self.sample_keys[:3])})" if self.sample_keys else ""
+        return f"{self.summary()}{observed}{sample}"
 
 
 def contract_checks(table: Contract) -> list[Check]:

@@ -22,6 +22,10 @@ DELTA_CONF = {
     "spark.sql.session.timeZone": "UTC",
     # Readable by Trino: no deletion vectors (Trino reads them, but keep the protocol small).
     "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+    # Constraint propagation is exponential in the aliases of one predicate's sub-expressions: a
+    # filter on a contract's rule column (which reads every typed column) made the optimizer run
+    # out of heap. It only infers extra filters, so the plans stay correct without it.
+    "spark.sql.constraintPropagation.enabled": "false",
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from scenelake.settings import Settings, read_versions
 
 TEMPLATES = Path(__file__).resolve().parent / "trino_etc"
+PID_FILE_GRACE_S = 30.0
 
 
 class TrinoServerError(Exception):
@@ -161,8 +162,14 @@ class TrinoServer:
 
     def wait_ready(self, timeout: float) -> ServerStatus:
         deadline = time.monotonic() + timeout
+        # The launcher returns before its daemon has written the pid file; on a busy machine that
+        # takes seconds, and "no pid file yet" is not "exited".
+        pid_file_due = time.monotonic() + PID_FILE_GRACE_S
         while time.monotonic() < deadline:
             current = self.status()
+            if not current.running and not self.pid_file.exists() and time.monotonic() < pid_file_due:
+                time.sleep(1)
+                continue
             if not current.running:
                 raise TrinoServerError(
                     f"Trino exited while starting: read {self.server_log} "

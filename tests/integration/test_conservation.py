@@ -1,5 +1,6 @@
 """Conservation on a generated landing zone with planted faults: every raw record ends in
-exactly one of silver or quarantine, and every planted fault is quarantined for its reason."""
+exactly one of silver or quarantine, every planted fault is quarantined for its reason, and
+unknown fields are published in `extra`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 import jobs.ingest_annotations as annotations_job
+import jobs.ingest_captures as captures_job
 import jobs.ingest_predictions as predictions_job
 from scenelake import delta_io, ingest
 from scenelake.generator import generate
@@ -24,6 +26,7 @@ def generated(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp("generated")
     lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
     ledger = generate(Path(lake.landing_root), captures=8, seed=11, defect_rate=0.05)
+    captures_job.run(spark, lake, progress=ingest.silent)
     annotations_job.run(spark, lake, progress=ingest.silent)
     predictions_job.run(spark, lake, progress=ingest.silent)
     return lake, ledger.entries
@@ -58,18 +61,45 @@ def test_every_record_is_in_silver_or_quarantine_exactly_once(spark, generated) 
     assert per_file(read("bronze.predictions")) == add(
         per_file(read("silver.predictions")),
         per_file(quarantine.where(F.col("target_table") == "silver.predictions")))
+    assert per_file(read("bronze.captures")) == add(
+        per_file(read("silver.captures")), per_file(quarantine.where(F.col("target_table") == "silver.captures")))
     # Nothing is in both places.
-    kept = read("silver.predictions").select("source_file", "record_no")
+    kept = read("silver.predictions").select("source_file", "record_no").unionByName(
+        read("silver.captures").select("source_file", F.col("line_number").alias("record_no")))
     assert kept.join(quarantine.select("source_file", "record_no"), ["source_file", "record_no"]).count() == 0
     assert sum(raw_objects.values()) > 200 and sum(per_file(read("bronze.predictions")).values()) > 250
+    assert sum(per_file(read("bronze.captures")).values()) > 8
+
+
+def test_every_published_capture_has_its_subjects(spark, generated) -> None:  # type: ignore[no-untyped-def]
+    lake, _ = generated
+    truth = json.loads((Path(lake.landing_root) / "truth.json").read_text())
+    people = {c["capture_id"]: c["people"] for c in truth["captures"]}
+    published = [r.capture_id for r in delta_io.read_table(spark, lake, "silver.captures").collect()]
+    subjects = delta_io.read_table(spark, lake, "silver.subjects").groupBy("capture_id").count().collect()
+    assert {r.capture_id: r["count"] for r in subjects} == {c: people[c] for c in published}
+    assert 0 < len(published) < len(people)
 
 
 def test_every_planted_fault_is_quarantined_for_its_reason(spark, generated) -> None:  # type: ignore[no-untyped-def]
     lake, ledger = generated
     assert len(ledger) >= 15, "the seed should plant a useful number of faults"
+    planted = {(e["kind"], e["file"].split("/")[0]) for e in ledger}
+    assert {("truncated_file", "manifests"), ("truncated_file", "predictions"),
+            ("duplicate_across_files", "manifests"), ("duplicate_across_files", "predictions"),
+            ("redelivered_file", "manifests"), ("redelivered_file", "predictions"),
+            ("redelivered_file", "annotations"), ("unknown_field", "manifests")} <= planted
     quarantined = {(r.source_file, r.section, r.record_no): r.rule
                    for r in delta_io.read_table(spark, lake, "ops.quarantine").collect()}
-    expected = {(e["file"], e["section"], e["record_no"]): e["rule"] for e in ledger}
+    expected = {(e["file"], e["section"], e["record_no"]): e["rule"] for e in ledger if e["rule"] is not None}
     assert {k: quarantined.get(k) for k in expected} == expected
     # Nothing else was quarantined: the clean records all made it.
     assert set(quarantined) == set(expected), json.dumps(sorted(set(quarantined) - set(expected))[:5], default=str)
+
+
+def test_unknown_fields_are_published_in_extra(spark, generated) -> None:  # type: ignore[no-untyped-def]
+    lake, ledger = generated
+    drifted = {(e["file"], e["record_no"]): e["field"] for e in ledger if e["kind"] == "unknown_field"}
+    captures = delta_io.read_table(spark, lake, "silver.captures").collect()
+    assert {(r.source_file, r.line_number): r.extra for r in captures if r.extra} == {
+        where: {field: '"7.1.2"'} for where, field in drifted.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,15 @@ from pathlib import Path
 import pytest
 
 import jobs.ingest_annotations as job
+import jobs.ingest_captures as captures_job
 from scenelake import delta_io, ingest, landing
 from scenelake.settings import PROJECT_ROOT, Settings
 from tests.frames import as_rows
 
 pytestmark = pytest.mark.integration
 TABLES = ["bronze.annotations", "silver.frames", "silver.annotations", "ops.quarantine"]
+CAPTURE_TABLES = ["bronze.captures", "silver.captures", "silver.subjects", "ops.quarantine"]
+SAMPLE = PROJECT_ROOT / "scenelake" / "sample" / "landing" / "manifests" / "captures-2026-11-01.jsonl"
 # Columns that differ between two runs by design (when a batch ran), not by content.
 RUN_COLUMNS = {"batch_id", "loaded_at"}
 
@@ -33,9 +37,9 @@ def land_exports(lake: Settings, folder: Path) -> None:
     landing.mot_ground_truth(lake, folder / "gt.txt", "cap-mot", "lb-mot")
 
 
-def contents(spark, lake: Settings) -> dict[str, list[dict[str, object]]]:  # type: ignore[no-untyped-def]
+def contents(spark, lake: Settings, tables: list[str] = TABLES) -> dict[str, list[dict[str, object]]]:  # type: ignore[no-untyped-def]
     out = {}
-    for table in TABLES:
+    for table in tables:
         df = delta_io.read_table(spark, lake, table)
         out[table] = as_rows(df.drop(*[c for c in df.columns if c in RUN_COLUMNS]))
     return out
@@ -46,6 +50,15 @@ def make_lake(settings: Settings, root: Path) -> Settings:
     (root / "in").mkdir(parents=True)
     land_exports(lake, root / "in")
     return lake
+
+
+def kill_at(lake: Settings, job_name: str, point: str) -> None:
+    """Run a job in its own process, as the scheduler would, and have it die at `point`."""
+    env = {**os.environ, "SCENELAKE_LAKE_ROOT": lake.lake_root, "SCENELAKE_LANDING_ROOT": lake.landing_root,
+           "SCENELAKE_CRASH_AT": point}
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "jobs" / f"{job_name}.py"), "--no-register"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 99, done.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +72,38 @@ def reference(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactor
                                    "annotations:after_frames"])
 def test_killed_then_rerun_equals_an_uninterrupted_run(spark, settings, reference, tmp_path, point) -> None:  # type: ignore[no-untyped-def]
     lake = make_lake(settings, tmp_path)
-    env = {**os.environ, "SCENELAKE_LAKE_ROOT": lake.lake_root, "SCENELAKE_LANDING_ROOT": lake.landing_root,
-           "SCENELAKE_CRASH_AT": point}
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "jobs" / "ingest_annotations.py"), "--no-register"],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 99, done.stderr[-2000:]
+    kill_at(lake, "ingest_annotations", point)
     job.run(spark, lake, progress=ingest.silent)
     assert contents(spark, lake) == reference
     # The reference itself is what the rules say: 8 + 3 MOT rows good, one unknown frame, one bad line.
     assert sorted((r["rule"], r["record_no"]) for r in reference["ops.quarantine"]) == [
         ("type:x", 4), ("unknown_frame", 9)]
+
+
+def make_capture_lake(settings: Settings, root: Path) -> Settings:
+    lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+    manifests = Path(lake.landing_root) / "manifests"
+    manifests.mkdir(parents=True)
+    shutil.copyfile(SAMPLE, manifests / SAMPLE.name)
+    (manifests / "cut.jsonl").write_text('{"capture_id": "cap-0900", "sensor": "rg')
+    return lake
+
+
+@pytest.fixture(scope="module")
+def capture_reference(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    lake = make_capture_lake(settings, tmp_path_factory.mktemp("capture-reference"))
+    captures_job.run(spark, lake, progress=ingest.silent)
+    return contents(spark, lake, CAPTURE_TABLES)
+
+
+@pytest.mark.parametrize("point", ["captures:after_bronze", "captures:after_subjects"])
+def test_captures_killed_then_rerun_equals_an_uninterrupted_run(spark, settings, capture_reference, tmp_path,  # type: ignore[no-untyped-def]
+                                                                point) -> None:
+    lake = make_capture_lake(settings, tmp_path)
+    kill_at(lake, "ingest_captures", point)
+    captures_job.run(spark, lake, progress=ingest.silent)
+    assert contents(spark, lake, CAPTURE_TABLES) == capture_reference
+    assert sorted((r["source_file"], r["rule"]) for r in capture_reference["ops.quarantine"]) == [
+        ("manifests/captures-2026-11-01.jsonl", "duplicate_of:manifests/captures-2026-11-01.jsonl:13"),
+        ("manifests/cut.jsonl", "malformed_json")]
+    assert (len(capture_reference["silver.captures"]), len(capture_reference["silver.subjects"])) == (12, 25)

@@ -1,4 +1,4 @@
-"""The walking skeleton end to end: landing -> bronze -> gated silver -> Trino, rerun-safe."""
+"""Captures end to end: landing -> bronze -> quarantine and gated silver -> Trino, rerun-safe."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from jobs.ingest_captures import BRONZE, SILVER, run
+from jobs.ingest_captures import BRONZE, QUARANTINE, SILVER, SUBJECTS, run
 from scenelake import delta_io
 from scenelake.quality import QualityGateFailed
 from scenelake.settings import PROJECT_ROOT, Settings
 from scenelake.spark import submit_args
 from scenelake.trino_client import query, register_tables
+from tests.frames import as_rows
 
 pytestmark = pytest.mark.integration
 SAMPLE = PROJECT_ROOT / "scenelake" / "sample" / "landing" / "manifests" / "captures-2026-11-01.jsonl"
@@ -49,22 +50,31 @@ def versions(spark, settings: Settings) -> tuple[int | None, int | None]:  # typ
 def test_sample_lands_in_bronze_and_silver_and_reads_in_trino(spark, trino, lake) -> None:  # type: ignore[no-untyped-def]
     land(lake, "captures-2026-11-01.jsonl")
     report = run(spark, lake, progress=lambda _m: None)
-    assert (report.new_files, report.bronze_rows_added, report.silver_rows) == (
-        ["manifests/captures-2026-11-01.jsonl"], 13, 12)
-    register_tables(lake, [("bronze", "captures"), ("silver", "captures")])
+    assert (report.new_files, report.bronze_rows_added, report.silver_rows, report.subjects, report.quarantined) == (
+        ["manifests/captures-2026-11-01.jsonl"], 13, 12, 25, 1)
+    register_tables(lake, [("bronze", "captures"), ("silver", "captures"), ("silver", "subjects"),
+                           ("ops", "quarantine")])
     # Trino serves the test lake's tables under the same names.
     assert query(lake, "select count(*) from delta.bronze.captures") == [[13]]
     assert query(lake, "select count(*), count(distinct capture_id) from delta.silver.captures") \
         == [[12, 12]]
-    # cap-0003 was re-sent on line 13 with a corrected duration: the later copy won.
-    assert query(lake, "select line_number, duration_s, lighting from delta.silver.captures "
-                       "where capture_id = 'cap-0003'") == [[13, 123.4, "dark"]]
+    # cap-0003 was re-sent on line 13 with a corrected duration and a withdrawn consent: the later
+    # copy won, and the earlier one is in quarantine naming it.
+    assert query(lake, "select line_number, duration_s, lighting, consent_state from delta.silver.captures "
+                       "where capture_id = 'cap-0003'") == [[13, 123.4, "dark", "partial"]]
+    assert query(lake, "select subject_id, consent from delta.silver.subjects where capture_id = 'cap-0003' "
+                       "order by 1") == [["subj-031", "granted"], ["subj-032", "withdrawn"], ["subj-033", "granted"]]
+    assert query(lake, "select consent_state, count(*) from delta.silver.captures group by 1 order by 1") == [
+        ["all_granted", 7], ["no_subjects", 2], ["partial", 3]]
+    assert query(lake, "select target_table, record_no, rule from delta.ops.quarantine") == [
+        ["silver.captures", 3, "duplicate_of:manifests/captures-2026-11-01.jsonl:13"]]
 
 
 def test_rerun_and_redelivery_change_nothing_and_new_files_are_added(spark, lake) -> None:  # type: ignore[no-untyped-def]
     land(lake, "captures-2026-11-01.jsonl")
     run(spark, lake, progress=lambda _m: None)
     before = versions(spark, lake)
+    published = {t: as_rows(delta_io.read_table(spark, lake, t)) for t in (SILVER, SUBJECTS)}
 
     report = run(spark, lake, progress=lambda _m: None)
     assert (report.new_files, report.silver_rebuilt) == ([], False)
@@ -74,6 +84,17 @@ def test_rerun_and_redelivery_change_nothing_and_new_files_are_added(spark, lake
     assert run(spark, lake, progress=lambda _m: None).new_files == []
     assert versions(spark, lake) == before
 
+    # The same bytes under another name: landed as delivered, but every line is a duplicate of
+    # the first delivery's, so silver does not change.
+    land(lake, "captures-2026-11-01_2.jsonl")
+    report = run(spark, lake, progress=lambda _m: None)
+    assert (report.new_files, report.silver_rows, report.quarantined) == (
+        ["manifests/captures-2026-11-01_2.jsonl"], 12, 14)
+    assert {t: as_rows(delta_io.read_table(spark, lake, t)) for t in (SILVER, SUBJECTS)} == published
+    copies = delta_io.read_table(spark, lake, QUARANTINE).where("source_file like '%_2.jsonl'")
+    assert sorted((r.record_no, r.rule) for r in copies.collect()) == [
+        (n, f"duplicate_of:manifests/captures-2026-11-01.jsonl:{n}") for n in range(1, 14)]
+
     first = json.loads(SAMPLE.read_text().splitlines()[0])
     land(lake, "captures-2026-11-02.jsonl", [json.dumps({**first, "capture_id": "cap-0100"})])
     report = run(spark, lake, progress=lambda _m: None)
@@ -81,23 +102,36 @@ def test_rerun_and_redelivery_change_nothing_and_new_files_are_added(spark, lake
         ["manifests/captures-2026-11-02.jsonl"], 1, 13)
 
 
-def test_a_bad_batch_is_stopped_by_the_gate_and_silver_stays_as_it_was(spark, lake) -> None:  # type: ignore[no-untyped-def]
+def test_bad_lines_are_quarantined_and_the_good_ones_published(spark, lake) -> None:  # type: ignore[no-untyped-def]
     land(lake, "captures-2026-11-01.jsonl")
     run(spark, lake, progress=lambda _m: None)
-    silver_before = versions(spark, lake)[1]
 
     first = json.loads(SAMPLE.read_text().splitlines()[0])
-    land(lake, "captures-bad.jsonl", [
+    bad = [
         json.dumps({**first, "capture_id": "cap-0200", "sensor": "thermal"}),
         json.dumps({**first, "capture_id": "cap-0201", "fps": -3.0}),
-    ])
+        json.dumps({k: v for k, v in first.items() if k != "started_at"} | {"capture_id": "cap-0202"}),
+        json.dumps({**first, "capture_id": "cap-0203", "firmware": "7.1.2"}),
+        json.dumps({**first, "capture_id": "cap-0204"})[:40],
+    ]
+    land(lake, "captures-bad.jsonl", bad)
+    report = run(spark, lake, progress=lambda _m: None)
+    assert (report.silver_rows, report.quarantined) == (13, 5)
+    quarantined = delta_io.read_table(spark, lake, QUARANTINE).where("source_file = 'manifests/captures-bad.jsonl'")
+    assert sorted((r.record_no, r.rule, r.payload) for r in quarantined.collect()) == [
+        (1, "range:sensor_allowed", bad[0]), (2, "range:fps_in_1_1000", bad[1]),
+        (3, "missing:started_at", bad[2]), (5, "malformed_json", bad[4])]
+    kept = delta_io.read_table(spark, lake, SILVER).where("capture_id = 'cap-0203'").first()
+    assert kept is not None and kept.extra == {"firmware": '"7.1.2"'}
+
+
+def test_a_batch_with_no_good_line_is_stopped_by_the_gate(spark, lake) -> None:  # type: ignore[no-untyped-def]
+    land(lake, "captures-garbled.jsonl", ["<html>503 Service Unavailable</html>", "{"])
     with pytest.raises(QualityGateFailed) as stopped:
         run(spark, lake, progress=lambda _m: None)
-    failed = sorted(f.summary() for f in stopped.value.failures)
-    assert failed == ["expect_column_values_to_be_between(fps) [fail], 1 unexpected",
-                      "expect_column_values_to_be_in_set(sensor) [fail], 1 unexpected"]
-    assert versions(spark, lake)[1] == silver_before
-    assert delta_io.read_table(spark, lake, SILVER).count() == 12
+    assert [f.summary() for f in stopped.value.failures] == ["expect_table_row_count_to_be_between [fail]"]
+    assert versions(spark, lake)[1] is None
+    assert not delta_io.table_exists(spark, lake, SUBJECTS)
 
 
 def test_the_same_job_runs_under_spark_submit(spark, lake) -> None:  # type: ignore[no-untyped-def]

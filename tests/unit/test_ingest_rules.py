@@ -6,10 +6,19 @@ import datetime as dt
 import json
 
 import pytest
+from pyspark.sql import functions as F
 
-from jobs.ingest_annotations import coco_annotations, coco_frames
+from jobs.ingest_annotations import coco_annotations, coco_frames, redelivered_rows
 from jobs.ingest_predictions import predictions
-from scenelake.ingest import json_document_records, latest_wins, mot_rows
+from scenelake.contracts import Column
+from scenelake.ingest import (
+    extra_fields,
+    json_document_records,
+    latest_wins,
+    mot_rows,
+    split_redeliveries,
+    value_checks,
+)
 
 pytestmark = pytest.mark.unit
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -116,3 +125,89 @@ def test_latest_copy_wins_and_losers_name_their_winner(spark) -> None:  # type: 
         ("j", "a.json", 3), ("k", "b.json", 1)]
     assert sorted(tuple(r) for r in losers.select("source_file", "record_no", "rule").collect()) == [
         ("a.json", 1, "duplicate_of:b.json:1"), ("a.json", 2, "duplicate_of:b.json:1")]
+
+
+def test_extra_fields_keeps_unknown_top_level_fields_as_json_text(spark) -> None:  # type: ignore[no-untyped-def]
+    df = spark.createDataFrame([
+        (1, json.dumps({"id": 1, "note": "1", "n": 1, "flag": True, "nested": {"a": [1, 2.5]}, "gone": None})),
+        (2, json.dumps({"id": 2})),
+        (3, "{not json"),
+        (4, "[1, 2]"),
+    ], "k int, payload string")
+    got = df.select("k", extra_fields(F.col("payload"), ["id"]).alias("extra")).orderBy("k").collect()
+    assert [(r.k, r.extra) for r in got] == [
+        (1, {"note": '"1"', "n": "1", "flag": "true", "nested": '{"a":[1,2.5]}', "gone": "null"}),
+        (2, None), (3, None), (4, None)]
+
+
+def test_contract_bounds_and_allowed_values_become_named_rules(spark) -> None:  # type: ignore[no-untyped-def]
+    def column(**bounds: object) -> Column:
+        return Column("v", "double", True, "a value", **bounds)  # type: ignore[arg-type]
+
+    cases = [(column(minimum=0, maximum=1), ["range:v_in_0_1"]), (column(minimum=0.5), ["range:v>=0.5"]),
+             (column(maximum=10), ["range:v<=10"]), (column(allowed=(1.0, 2.0)), ["range:v_allowed"]),
+             (column(), [])]
+    assert [[name for name, _test in value_checks(c)] for c, _names in cases] == [n for _c, n in cases]
+    df = spark.createDataFrame([(-1.0,), (0.0,), (1.0,), (2.0,), (None,)], "v double")
+    (_, between), = value_checks(column(minimum=0, maximum=1))
+    (_, allowed), = value_checks(column(allowed=(1.0, 2.0)))
+    got = df.select("v", between(F.col("v")).alias("b"), allowed(F.col("v")).alias("a")).collect()
+    # A null breaks no range rule: a missing value is a missing:/type: rule's to name.
+    assert sorted((r.v is None, r.v, r.b, r.a) for r in got) == [
+        (False, -1.0, True, True), (False, 0.0, False, True), (False, 1.0, False, False),
+        (False, 2.0, True, False), (True, None, False, False)]
+
+
+def test_a_redelivered_file_is_a_duplicate_of_the_first_delivery(spark) -> None:  # type: ignore[no-untyped-def]
+    later = T0 + dt.timedelta(hours=1)
+    rows = [("p/run_id=r/capture_id=c/a.jsonl", "h1", 1, T0), ("p/run_id=r/capture_id=c/a.jsonl", "h1", 2, T0),
+            # The same bytes again, under another name, in the same batch and a later one.
+            ("p/run_id=r/capture_id=c/a_2.jsonl", "h1", 1, T0), ("p/run_id=r/capture_id=c/a_2.jsonl", "h1", 2, T0),
+            ("p/run_id=r/capture_id=c/later.jsonl", "h1", 1, later),
+            # The same bytes for another capture mean something else: not a re-delivery.
+            ("p/run_id=r/capture_id=d/a.jsonl", "h1", 1, T0),
+            ("p/run_id=r/capture_id=c/b.jsonl", "h2", 1, T0)]
+    df = spark.createDataFrame(rows, "source_file string, source_sha256 string, record_no long, loaded_at timestamp")
+    scope = F.regexp_extract("source_file", "capture_id=([^/]*)", 1)
+    originals, copies = split_redeliveries(df, scope)
+    assert sorted((r.source_file, r.record_no) for r in originals.collect()) == [
+        ("p/run_id=r/capture_id=c/a.jsonl", 1), ("p/run_id=r/capture_id=c/a.jsonl", 2),
+        ("p/run_id=r/capture_id=c/b.jsonl", 1), ("p/run_id=r/capture_id=d/a.jsonl", 1)]
+    assert originals.columns == df.columns
+    assert sorted((r.source_file, r.record_no, r.rule) for r in copies.collect()) == [
+        ("p/run_id=r/capture_id=c/a_2.jsonl", 1, "duplicate_of:p/run_id=r/capture_id=c/a.jsonl:1"),
+        ("p/run_id=r/capture_id=c/a_2.jsonl", 2, "duplicate_of:p/run_id=r/capture_id=c/a.jsonl:2"),
+        ("p/run_id=r/capture_id=c/later.jsonl", 1, "duplicate_of:p/run_id=r/capture_id=c/a.jsonl:1")]
+
+
+def test_unknown_fields_of_annotations_and_detections_are_kept(spark) -> None:  # type: ignore[no-untyped-def]
+    polygon = [[10.0, 5.0, 30.0, 5.0, 30.0, 35.0]]
+    got = coco_annotations(coco_file(spark, [ann(segmentation=polygon), ann(id=2)]))
+    assert [(r.annotation_id, r.extra) for r in got.orderBy("record_no").collect()] == [
+        ("cap-1:lb1:1", {"segmentation": "[[10,5,30,5,30,35]]"}), ("cap-1:lb1:2", None)]
+    det = {"frame_index": 7, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
+    rows = records(spark, [
+        ("p.jsonl", "jsonl", "rows", 1, json.dumps({**det, "model_tag": "nightly", "latency_ms": 12})),
+        ("p.jsonl", "jsonl", "rows", 2, json.dumps(det)),
+        ("r.json", "coco_results", "rows", 1, json.dumps({"image_id": 7, "category_id": 1, "bbox": [1, 2, 3, 4],
+                                                          "score": 0.5, "segmentation": {"counts": "ab"}})),
+        ("t.txt", "mot", "rows", 1, "7,3,1,2,3,4,-1,-1,-1,-1"),
+    ])
+    frames = spark.createDataFrame([("cap-1", 7)], "capture_id string, frame_index long")
+    got = predictions(rows, frames, spark.createDataFrame([("run-1",)], "run_id string")).orderBy(
+        "source_file", "record_no")
+    assert [(r.source_file, r.record_no, r.rule, r.extra) for r in got.collect()] == [
+        ("p.jsonl", 1, None, {"model_tag": '"nightly"', "latency_ms": "12"}), ("p.jsonl", 2, None, None),
+        ("r.json", 1, None, {"segmentation": '{"counts":"ab"}'}), ("t.txt", 1, None, None)]
+
+
+def test_a_redelivered_export_is_quarantined_for_the_table_each_record_was_meant_for(spark) -> None:  # type: ignore[no-untyped-def]
+    copies = spark.createDataFrame([
+        ("f_2.json", "images", 1, "{}", "duplicate_of:f.json:1"),
+        ("f_2.json", "annotations", 1, "{}", "duplicate_of:f.json:1"),
+        ("f_2.json", "categories", 1, "{}", "duplicate_of:f.json:1"),
+    ], "source_file string, section string, record_no long, payload string, rule string")
+    got = redelivered_rows(copies, "b1")
+    assert sorted(tuple(r) for r in got.collect()) == [
+        ("silver.annotations", "f_2.json", "annotations", 1, "duplicate_of:f.json:1", "{}", "b1"),
+        ("silver.frames", "f_2.json", "images", 1, "duplicate_of:f.json:1", "{}", "b1")]

@@ -18,13 +18,13 @@ def capture(capture_id: str, **changes: object) -> dict[str, object]:
         capture_id=capture_id, source="real", device_model="PixelCam 4", device_serial="SN1",
         sensor="rgb", width=1920, height=1080, fps=30.0, started_at=T0, duration_s=60.0,
         region="eu-west", environment="indoor", lighting="dim", motion="static", tags=None,
-        source_file="m.jsonl", line_number=1, batch_id="b1")
+        consent_state="all_granted", extra=None, source_file="m.jsonl", line_number=1, batch_id="b1")
     row.update(changes)
     return row
 
 
-def frame(spark, rows):  # type: ignore[no-untyped-def]
-    schema = contract("silver.captures").spark_schema()
+def frame(spark, rows, table: str = "silver.captures"):  # type: ignore[no-untyped-def]
+    schema = contract(table).spark_schema()
     return spark.createDataFrame([tuple(r[c] for c in schema.names) for r in rows], schema)
 
 
@@ -82,3 +82,19 @@ def test_sample_keys_name_the_primary_key_of_unexpected_rows() -> None:
                                                                  "run_id=r,prediction_id=p2")
     rows = {"details": {"unexpected_rows": [{"source_file": "a.jsonl", "quarantined": 9}]}}
     assert _sample_keys(rows, ["target_table", "source_file"]) == ("source_file=a.jsonl",)
+
+
+def test_subjects_suite_warns_on_an_identity_in_place_of_a_pseudonym(spark) -> None:  # type: ignore[no-untyped-def]
+    def subject(subject_id: str, consent: str = "granted") -> dict[str, object]:
+        return dict(capture_id="cap-1", subject_id=subject_id, consent=consent, source_file="m.jsonl",
+                    line_number=1, batch_id="b1")
+
+    rows = [subject("subj-1"), subject("jane.doe@example.com"), subject("Jane Doe", "withdrawn")]
+    outcomes = gate(frame(spark, rows, "silver.subjects"), "silver.subjects")
+    assert [(o.check.label, o.check.severity, o.unexpected_count) for o in outcomes if not o.success] == [
+        ("expect_column_values_to_not_match_regex(subject_id)", "warn", 2)]
+    with pytest.raises(QualityGateFailed) as stopped:
+        gate(frame(spark, [subject("subj-1", "maybe"), subject("subj-1")], "silver.subjects"), "silver.subjects")
+    assert sorted(f.summary() for f in stopped.value.failures) == [
+        "expect_column_values_to_be_in_set(consent) [fail], 1 unexpected",
+        "expect_compound_columns_to_be_unique(['capture_id', 'subject_id']) [fail], 2 unexpected"]
