@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from scenelake import delta_io, evaluation, ingest
+from scenelake import delta_io, evaluation, ingest, quality
 from scenelake.contracts import contract
 from scenelake.job import job_main
 from scenelake.settings import Settings
@@ -72,11 +72,12 @@ def run(spark: SparkSession, settings: Settings, progress=print, runs: list[str]
     watch = ingest.Stopwatch(progress, "evaluate")
 
     progress(f"[evaluate] matching {len(run_ids)} run(s): {', '.join(run_ids)}")
-    matches = evaluation.detection_matches(scoped, annotations, predictions)
-    delta_io.replace_where(spark, settings, MATCHES, matches, where, marker)
-    watch.lap(f"{MATCHES} written")
+    gate_run = quality.GateRun(spark, settings, "evaluate", marker)
+    written = evaluation.detection_matches(scoped, annotations, predictions).cache()
+    quality.gate(written, MATCHES, gate_run)
+    delta_io.replace_where(spark, settings, MATCHES, written, where, marker)
+    watch.lap(f"{MATCHES} checked and written")
 
-    written = delta_io.read_table(spark, settings, MATCHES).where(where)
     curves = evaluation.detection_curves(written).toPandas()
     names = {int(r[0]): r[1] for r in written.where("category is not null")
              .groupBy("category_id").agg(F.min("category")).collect()}
@@ -88,12 +89,16 @@ def run(spark: SparkSession, settings: Settings, progress=print, runs: list[str]
     watch.lap("metrics computed")
 
     # Metrics last: its commit marker says the whole evaluation of these inputs is done.
-    if report.tracking:
-        tracking = _frame(spark, TRACKING, report.tracking)
-        delta_io.replace_where(spark, settings, TRACKING, tracking, where, marker)
+    tracking = _frame(spark, TRACKING, report.tracking) if report.tracking else None
     metrics = _frame(spark, METRICS, report.metrics)
+    if tracking is not None:
+        quality.gate(tracking, TRACKING, gate_run)
+    quality.gate(metrics, METRICS, gate_run)
+    if tracking is not None:
+        delta_io.replace_where(spark, settings, TRACKING, tracking, where, marker)
     delta_io.replace_where(spark, settings, METRICS, metrics, where, marker)
     scoped.unpersist()
+    written.unpersist()
     for line in headline(report):
         progress(line)
     return report
