@@ -160,6 +160,36 @@ def quality_results(table: str | None, failed: bool, limit: int) -> None:
     _print_query(select.sql(dialect="trino"))
 
 
+@main.command()
+@click.option("--markdown", "out", type=click.Path(path_type=Path), help="write the full catalog as a Markdown page")
+def catalog(out: Path | None) -> None:
+    """Every table and view: grain, columns, descriptions, PII flags (from schemas/ and sql/)."""
+    from scenelake import catalog as cat
+
+    if out is not None:
+        out.write_text(cat.markdown() + "\n")
+        click.echo(f"wrote {out}")
+        return
+    click.echo(format_table(["table", "columns", "pii", "grain"],
+                            [[n, c, p, g if len(g) < 90 else g[:87] + "..."] for n, g, c, p in cat.summary()]))
+
+
+@main.command("lineage")
+@click.argument("view", required=False)
+@click.option("--column", default=None, help="only this column")
+def lineage_cmd(view: str | None, column: str | None) -> None:
+    """Column-level lineage of a view back to table columns (sqlglot); without VIEW, every view."""
+    from scenelake import views
+
+    names = [view] if view else [v.name for v in views.all_views()]
+    try:
+        for name in names:
+            for col, sources in views.lineage(name, column).items():
+                click.echo(f"{name}.{col} <- {', '.join(sources) or '(computed)'}")
+    except views.ViewError as exc:
+        _fail(str(exc))
+
+
 @main.command("submit-args")
 def submit_args_cmd() -> None:
     """Print the spark-submit arguments (master, Delta jars, confs) of this environment."""

@@ -229,3 +229,45 @@ def check(root: Path = SQL_DIR) -> list[str]:
         layer, name = view.name.split(".")
         schema.setdefault(layer, {})[name] = {c: "varchar" for c in output_columns(qualified)}
     return problems
+
+
+def lineage(view_name: str, column: str | None = None) -> dict[str, list[str]]:
+    """Column-level lineage of a view: each output column -> the layer.table.column it reads.
+
+    Computed by sqlglot through other views (so a view over a view reaches tables). Columns
+    used only to order rows (window ORDER BY) do not count as sources, as in sqlglot.
+    """
+    from sqlglot.lineage import lineage as column_lineage
+    from sqlglot.optimizer.qualify import qualify
+
+    known = {v.name: v for v in all_views()}
+    if view_name not in known:
+        raise ViewError(f"no view {view_name!r}; views: {', '.join(known)}")
+    view = known[view_name]
+    schema: dict[str, object] = dict(contract_schema())
+    sources = {name: v.sql for name, v in known.items() if name != view_name}
+    with_views: dict[str, object] = dict(schema_with_views(contract_schema()))
+    columns = [column] if column else output_columns(qualify(view.tree.copy(), schema=with_views, dialect="trino"))
+    out = {}
+    for name in columns:
+        try:
+            node = column_lineage(name, view.sql, schema=schema, sources=sources, dialect="trino")
+        except sqlglot.errors.SqlglotError as exc:
+            raise ViewError(f"{view.path}: no lineage for column {name!r}: {exc}") from exc
+        leaves = {f"{n.expression.db}.{n.expression.name}.{n.name.split('.')[-1]}"
+                  for n in node.walk() if isinstance(n.expression, exp.Table)}
+        out[name] = sorted(leaves)
+    return out
+
+
+def schema_with_views(schema: dict[str, dict[str, dict[str, str]]]) -> dict[str, dict[str, dict[str, str]]]:
+    """The contract schema plus every view's output columns (for star expansion over views)."""
+    from sqlglot.optimizer.qualify import qualify
+
+    merged = {layer: dict(tables) for layer, tables in schema.items()}
+    for view in all_views():
+        layer, name = view.name.split(".")
+        as_schema: dict[str, object] = dict(merged)
+        columns = output_columns(qualify(view.tree.copy(), schema=as_schema, dialect="trino"))
+        merged.setdefault(layer, {})[name] = {c: "varchar" for c in columns}
+    return merged

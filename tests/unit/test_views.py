@@ -58,3 +58,24 @@ def test_slice_query_regroups_by_any_attributes() -> None:
         "WHERE e.run_id IN ('person-v2')")
     with pytest.raises(views.ViewError, match="cannot slice by lightning"):
         views.slice_query(["lightning"])
+
+
+def test_lineage_reaches_table_columns_through_views() -> None:
+    evaluation = views.lineage("gold.detection_evaluation")
+    assert evaluation["lighting"] == ["silver.captures.lighting"]
+    assert evaluation["occlusion"] == ["silver.captures.tags"]
+    assert evaluation["model_version"] == ["silver.model_runs.model_version"]
+    sliced = views.lineage("gold.detection_slice_metrics", "num_captures")
+    assert sliced == {"num_captures": ["gold.detection_matches.capture_id"]}
+    assert {"gold.detection_matches.tp_all", "gold.detection_matches.ig_all"} <= set(
+        views.lineage("gold.detection_slice_metrics", "ap50")["ap50"])
+
+
+def test_catalog_lists_every_table_and_view_with_pii_flags() -> None:
+    from scenelake import catalog
+    from scenelake.contracts import all_contracts
+
+    page = catalog.markdown()
+    for name in [*all_contracts(), *(v.name for v in views.all_views())]:
+        assert f"## `{name}`" in page
+    assert "| `device_serial` **PII** |" in page
