@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from scenelake import delta_io, ingest, quality
-from scenelake.contracts import contract
+from scenelake.contracts import contract, fingerprint
 from scenelake.job import job_main
 from scenelake.settings import Settings
 
@@ -207,7 +207,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     names, added = land_new_files(spark, settings, batch_id, progress)
     ingest.crash_point("annotations:after_bronze")
     version = delta_io.table_version(spark, settings, BRONZE)
-    built_from = f"{BRONZE}@{version}"
+    built_from = f"{BRONZE}@{version};contracts={fingerprint(FRAMES, ANNOTATIONS, QUARANTINE)}"
     if version is None or not ingest.rebuild_needed(spark, settings, ANNOTATIONS, built_from):
         counts = [delta_io.read_table(spark, settings, t).count() if version is not None else 0
                   for t in (FRAMES, ANNOTATIONS)]

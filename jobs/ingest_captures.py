@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from scenelake import delta_io, ingest, quality
-from scenelake.contracts import contract
+from scenelake.contracts import contract, fingerprint
 from scenelake.job import job_main
 from scenelake.settings import Settings
 
@@ -183,7 +183,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     ingest.crash_point("captures:after_bronze")
 
     bronze_version = delta_io.table_version(spark, settings, BRONZE)
-    built_from = f"bronze_version={bronze_version}"
+    built_from = f"{BRONZE}@{bronze_version};contracts={fingerprint(SILVER, SUBJECTS, QUARANTINE)}"
     if bronze_version is None or delta_io.last_commit_metadata(spark, settings, SILVER) == built_from:
         rows = delta_io.read_table(spark, settings, SILVER).count() if bronze_version is not None else 0
         progress(f"[ingest_captures] silver.captures up to date ({rows} rows)")

@@ -23,7 +23,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from scenelake import delta_io, ingest, quality
-from scenelake.contracts import contract
+from scenelake.contracts import contract, fingerprint
 from scenelake.job import job_main
 from scenelake.settings import Settings
 
@@ -208,7 +208,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     names, added = land_new_files(spark, settings, batch_id, progress)
     version = delta_io.table_version(spark, settings, BRONZE)
     frames_version = delta_io.table_version(spark, settings, FRAMES)
-    built_from = f"{BRONZE}@{version};{FRAMES}@{frames_version}"
+    built_from = f"{BRONZE}@{version};{FRAMES}@{frames_version};contracts={fingerprint(RUNS, PREDICTIONS, QUARANTINE)}"
     if version is None or not ingest.rebuild_needed(spark, settings, PREDICTIONS, built_from):
         count = delta_io.read_table(spark, settings, PREDICTIONS).count() if version is not None else 0
         progress(f"[ingest_predictions] silver up to date ({count} predictions)")

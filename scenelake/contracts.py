@@ -9,6 +9,7 @@ JVM, and contracts are read by tools that never start one (docs, SQL checks).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -193,3 +194,10 @@ def contract(name: str, root: Path = SCHEMAS_DIR) -> Contract:
         raise ContractError(f"no contract for table {name!r}: add schemas/"
                             f"{name.replace('.', '/')}.yaml")
     return contracts[name]
+
+
+def fingerprint(*names: str, root: Path = SCHEMAS_DIR) -> str:
+    """A short digest of these tables' columns and types. A job records it with the inputs it
+    built silver from, so a contract change (say, a new column) rebuilds silver once."""
+    text = ";".join(f"{name}:{contract(name, root).spark_schema().simpleString()}" for name in names)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

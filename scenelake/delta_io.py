@@ -1,7 +1,8 @@
 """Reading and writing Delta tables by contract name, so a job never hand-builds a path.
 
 Every write checks the DataFrame against the table's contract first: a job cannot write a
-table that has no contract, or a column the contract lacks.
+table that has no contract, or a column the contract lacks. A column the contract gained since
+the table was created is added to the table first (additive columns are not a breaking change).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from scenelake.contracts import Column, Contract, contract
+from scenelake.contracts import Column, Contract, contract, spark_type
 from scenelake.settings import Settings
 
 
@@ -49,6 +50,17 @@ def _conformed(df: DataFrame, table: Contract) -> DataFrame:
     return df.select(*table.column_names)
 
 
+def add_new_columns(spark: SparkSession, path: str, table: Contract) -> None:
+    """Add the contract's columns an existing table lacks, each after its predecessor in the
+    contract, so the table's layout stays the contract's."""
+    existing = DeltaTable.forPath(spark, path).toDF().columns
+    missing = [(i, c) for i, c in enumerate(table.columns) if c.name not in existing]
+    for i, col in missing:
+        place = f"after `{table.columns[i - 1].name}`" if i > 0 else "first"
+        column = f"`{col.name}` {spark_type(col.type).simpleString()} {place}"
+        spark.sql(f"alter table delta.`{path}` add columns ({column})")
+
+
 def _writer_options(commit_metadata: str | None) -> dict[str, str]:
     return {"userMetadata": commit_metadata} if commit_metadata else {}
 
@@ -56,11 +68,13 @@ def _writer_options(commit_metadata: str | None) -> dict[str, str]:
 def append(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
            commit_metadata: str | None = None) -> None:
     table = contract(name)
+    path = settings.table_path(table.layer, table.table)
+    if DeltaTable.isDeltaTable(spark, path):
+        add_new_columns(spark, path, table)
     writer = _conformed(df, table).write.format("delta").mode("append")
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)
-    writer.options(**_writer_options(commit_metadata)).save(
-        settings.table_path(table.layer, table.table))
+    writer.options(**_writer_options(commit_metadata)).save(path)
 
 
 def _comparable(alias: str, column: Column) -> str:
@@ -82,6 +96,7 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
     if not DeltaTable.isDeltaTable(spark, path):
         append(spark, settings, name, source, commit_metadata)
         return
+    add_new_columns(spark, path, table)
     key = " and ".join(f"t.`{k}` = s.`{k}`" for k in table.primary_key)
     changed = " or ".join(f"not ({_comparable('t', c)} <=> {_comparable('s', c)})"
                           for c in table.columns if c.name not in table.primary_key)

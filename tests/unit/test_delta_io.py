@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scenelake import delta_io
-from scenelake.contracts import ContractError
+from scenelake.contracts import ContractError, all_contracts, contract, fingerprint
 from scenelake.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -31,3 +31,33 @@ def test_a_column_the_contract_lacks_is_refused(spark, settings: Settings, tmp_p
                                             r"'params', 'started_at'\]"):
         delta_io.merge(spark, lake, "silver.model_runs", df)
     assert not (tmp_path / "silver" / "model_runs").exists()
+
+
+def test_columns_a_contract_gained_are_added_to_an_existing_table(spark, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lake = settings.with_overrides(lake_root=str(tmp_path))
+    # silver.subjects as an older contract had it: no consent column yet.
+    older = spark.createDataFrame([("cap-1", "subj-1", "m.jsonl", 1, "b1"), ("cap-2", "subj-2", "m.jsonl", 2, "b1")],
+                                  "capture_id string, subject_id string, source_file string, line_number long, "
+                                  "batch_id string")
+    older.write.format("delta").save(lake.table_path("silver", "subjects"))
+    now = spark.createDataFrame([("cap-1", "subj-1", "withdrawn", "m.jsonl", 1, "b1")],
+                                contract("silver.subjects").spark_schema())
+    delta_io.merge(spark, lake, "silver.subjects", now, commit_metadata="built")
+    table = delta_io.read_table(spark, lake, "silver.subjects")
+    assert table.columns == contract("silver.subjects").column_names
+    assert sorted(tuple(r) for r in table.collect()) == [
+        ("cap-1", "subj-1", "withdrawn", "m.jsonl", 1, "b1"), ("cap-2", "subj-2", None, "m.jsonl", 2, "b1")]
+    assert delta_io.last_commit_metadata(spark, lake, "silver.subjects") == "built"
+
+
+def test_the_contract_fingerprint_changes_with_a_column(tmp_path: Path) -> None:
+    (tmp_path / "silver").mkdir()
+    path = tmp_path / "silver" / "things.yaml"
+    head = "table: things\nlayer: silver\ngrain: one row per thing\ndescription: x\nprimary_key: [id]\ncolumns:\n"
+    path.write_text(head + "  - {name: id, type: string, nullable: false, description: d}\n")
+    before = fingerprint("silver.things", root=tmp_path)
+    assert fingerprint("silver.things", root=tmp_path) == before and len(before) == 12
+    path.write_text(head + "  - {name: id, type: string, nullable: false, description: d}\n"
+                    "  - {name: extra, type: \"map<string,string>\", nullable: true, description: e}\n")
+    all_contracts.cache_clear()  # the contracts of a root are read once per process
+    assert fingerprint("silver.things", root=tmp_path) != before
