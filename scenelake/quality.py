@@ -305,7 +305,16 @@ def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResu
     With `run`, the results are appended to ops.quality_results whatever happens, and history
     checks compare with the table's last published batch.
     """
-    outcomes = validate(df, name, last_published(run, name) if run else None, data_docs_dir(run) if run else None)
+    # Each expectation is a Spark job of its own: validate a cached batch, so that the joins and
+    # parsing behind it run once, not once per expectation (a no-op when the caller cached it).
+    cached = not df.storageLevel.useMemory
+    df = df.cache() if cached else df
+    try:
+        outcomes = validate(df, name, last_published(run, name) if run else None,
+                            data_docs_dir(run) if run else None)
+    finally:
+        if cached:
+            df.unpersist()
     failures = [o for o in outcomes if not o.success and o.check.severity == "fail"]
     let_through = bool(failures) and run is not None and accepted(run, name)
     if run is not None:
