@@ -78,8 +78,10 @@ def run(spark: SparkSession, settings: Settings, progress=print, runs: list[str]
     delta_io.replace_where(spark, settings, MATCHES, written, where, marker)
     watch.lap(f"{MATCHES} checked and written")
 
-    curves = evaluation.detection_curves(written).toPandas()
-    names = {int(r[0]): r[1] for r in written.where("category is not null")
+    # Read back (a lineage of its own: both sides of the accumulation's cogroup come from it).
+    published = delta_io.read_table(spark, settings, MATCHES).where(where)
+    curves = evaluation.detection_curves(published).toPandas()
+    names = {int(r[0]): r[1] for r in published.where("category is not null")
              .groupBy("category_id").agg(F.min("category")).collect()}
     frame_counts = {r[0]: int(r[1]) for r in scoped.groupBy("run_id").count().collect()}
     report.metrics = evaluation.metrics_rows(curves, names, frame_counts)
