@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,9 +100,11 @@ def tracks(rng: random.Random, cap: Capture) -> list[list[tuple[int, float, floa
 
 
 def detections(rng: random.Random, cap: Capture, run_id: str,
-               truth: list[list[tuple[int, float, float, float, float]]]) -> list[dict[str, Any]]:
-    p = RUNS[run_id] * LIGHT[cap.scenario["lighting"]] * OCCLUSION[cap.scenario["occlusion"]]
-    if (run_id == REGRESSION["run_id"] and cap.scenario["lighting"] == REGRESSION["lighting"]
+               truth: list[list[tuple[int, float, float, float, float]]],
+               runs: Mapping[str, float] = RUNS, regression: bool = True) -> list[dict[str, Any]]:
+    """One run's detections on one capture: `runs[run_id]` is its recall in good conditions."""
+    p = runs[run_id] * LIGHT[cap.scenario["lighting"]] * OCCLUSION[cap.scenario["occlusion"]]
+    if (regression and run_id == REGRESSION["run_id"] and cap.scenario["lighting"] == REGRESSION["lighting"]
             and cap.scenario["motion"] == REGRESSION["motion"]):
         p *= REGRESSION_RECALL_FACTOR
     out = []
@@ -117,7 +120,10 @@ def detections(rng: random.Random, cap: Capture, run_id: str,
     return out
 
 
-def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> Ledger:
+def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0,
+             runs: Mapping[str, float] = RUNS, regression: bool = True) -> Ledger:
+    """Write the landing zone. `runs` maps each model run to its recall in good conditions; two runs
+    of equal recall and `regression=False` are two runs of equal quality that differ only in noise."""
     rng = random.Random(seed)
     ledger = Ledger()
     caps = make_captures(rng, captures)
@@ -126,7 +132,7 @@ def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> L
     manifests.mkdir(parents=True, exist_ok=True)
     (manifests / "captures-generated.jsonl").write_text(
         "".join(manifest_line(rng, c, t0 + timedelta(hours=i)) + "\n" for i, c in enumerate(caps)))
-    for run_id in RUNS:
+    for run_id in runs:
         run_dir = out / "predictions" / f"run_id={run_id}"
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps({
@@ -139,11 +145,13 @@ def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> L
             _coco_export(out, cap, truth, rng, defect_rate, ledger)
         else:
             _mot_export(out, cap, truth, rng, defect_rate, ledger)
-        for k, run_id in enumerate(RUNS):
+        for k, run_id in enumerate(runs):
             fmt = ("mot" if i % 2 else "coco_results") if (i + k) % 3 == 0 else ("jsonl", "parquet")[(i + k) % 2]
-            _predictions(out, cap, run_id, fmt, detections(rng, cap, run_id, truth), rng, defect_rate, ledger)
+            _predictions(out, cap, run_id, fmt, detections(rng, cap, run_id, truth, runs, regression), rng,
+                         defect_rate, ledger)
     (out / "ledger.jsonl").write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in ledger.entries))
-    described = {"regression": {**REGRESSION, "recall_factor": REGRESSION_RECALL_FACTOR}, "runs": RUNS,
+    described = {"regression": {**REGRESSION, "recall_factor": REGRESSION_RECALL_FACTOR} if regression else None,
+                 "runs": dict(runs),
              "captures": [asdict(c) for c in caps]}
     (out / "truth.json").write_text(json.dumps(described, indent=1))
     return ledger
