@@ -102,6 +102,35 @@ def slice_cmd(by: str, runs: tuple[str, ...], show_sql: bool) -> None:
     _print_query(sql + "\nORDER BY 1, 3")
 
 
+@main.command("compare", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--baseline", metavar="RUN", help="run compared against")
+@click.option("--candidate", metavar="RUN", help="run under review")
+@click.option("--by", "combinations", multiple=True, metavar="ATTR,ATTR,...",
+              help="also slice by this combination of scenario attributes (repeatable)")
+@click.option("--fail-on-regression", is_flag=True, help="exit 3 when a regression is flagged")
+@click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="write the slice delta chart with intervals")
+@click.pass_context
+def compare_cmd(ctx: click.Context, baseline: str | None, candidate: str | None, combinations: tuple[str, ...],
+                fail_on_regression: bool, plot: str | None) -> None:
+    """Compare two runs slice by slice: deltas with bootstrap intervals, regressions under FDR control.
+
+    \b
+    Every single scenario attribute and every pair (plus --by combinations): AP, AP50, recall and
+    precision at IoU .50 of both runs and the difference, 95% intervals from 1000 resamples of
+    captures, Benjamini-Hochberg at 5%; rows in gold.slice_comparisons. Prints the top
+    regressions and improvements. Without --baseline/--candidate, each model's newest run is
+    compared with its previous one. More options (--resamples, --seed, --fdr, --min-captures,
+    --min-ground-truth, --top, --plot-metric, --no-register): `scenelake run compare --help`.
+    """
+    from jobs import compare as job
+
+    args = [*(["--baseline", baseline] if baseline else []), *(["--candidate", candidate] if candidate else []),
+            *(a for c in combinations for a in ("--by", c)), *(["--fail-on-regression"] if fail_on_regression else []),
+            *(["--plot", plot] if plot else []), *ctx.args]
+    sys.exit(job.main(args))
+
+
 @main.command("submit-args")
 def submit_args_cmd() -> None:
     """Print the spark-submit arguments (master, Delta jars, confs) of this environment."""

@@ -463,6 +463,11 @@ def _test(table: pd.DataFrame, options: Options) -> pd.DataFrame:
     return table
 
 
+def slice_label(slice_by: str, slice_value: str) -> str:
+    """How a slice is named to people: lighting,motion=dark,running (or 'all captures')."""
+    return "all captures" if slice_by == "all" else f"{slice_by}={slice_value}"
+
+
 def ranked(table: pd.DataFrame, flag: str) -> pd.DataFrame:
     """Flagged rows of one kind, most certain harm (or gain) first: by the 95% bound nearest zero."""
     rows = table[(table["flag"] == flag) & table["same_as"].isna()]
