@@ -131,6 +131,28 @@ def compare_cmd(ctx: click.Context, baseline: str | None, candidate: str | None,
     sys.exit(job.main(args))
 
 
+@main.command("report")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="folder to write the HTML into")
+@click.option("--timeout", default=600, show_default=True, help="seconds a notebook cell may run")
+def report_cmd(out_dir: Path, timeout: int) -> None:
+    """Execute notebooks/*.ipynb against Trino and write them as HTML with their figures into --out.
+
+    Needs a running Trino with the lake's tables (make run). `make report` runs this.
+    """
+    from nbclient.exceptions import CellExecutionError
+
+    from scenelake.report import render
+
+    try:
+        rendered = render(out_dir, timeout=timeout)
+    except CellExecutionError as exc:
+        _fail(f"a notebook cell failed (is Trino up with the lake's tables? make run):\n{exc}")
+    for item in rendered:
+        click.echo(f"{item.html} ({item.figures} figures) from {item.notebook.name}")
+    click.echo(f"report: {out_dir.resolve() / 'index.html'}")
+
+
 @main.command("submit-args")
 def submit_args_cmd() -> None:
     """Print the spark-submit arguments (master, Delta jars, confs) of this environment."""
