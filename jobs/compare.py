@@ -140,9 +140,10 @@ def run(spark: SparkSession, settings: Settings, progress=print,  # type: ignore
         report.skipped = True
     else:
         report.tables = _compute(spark, settings, progress, matches, pairs, options, combinations)
-        frame = _spark_frame(spark, pd.concat(report.tables.values(), ignore_index=True))
-        quality.gate(frame, COMPARISONS)
-        delta_io.replace_where(spark, settings, COMPARISONS, frame, where, marker)
+        if report.tables:
+            frame = _spark_frame(spark, pd.concat(report.tables.values(), ignore_index=True))
+            quality.gate(frame, COMPARISONS)
+            delta_io.replace_where(spark, settings, COMPARISONS, frame, where, marker)
     for cid, table in report.tables.items():
         for line in summary(cid, table, options, top):
             progress(line)
@@ -178,20 +179,24 @@ def _compute(spark: SparkSession, settings: Settings, progress, matches: DataFra
         for run_id in (baseline, candidate):
             if run_id not in cached:
                 cached[run_id] = records(matches, run_id)
-        watch.lap(f"{comparison_id(baseline, candidate)}: {sum(len(cached[r]) for r in (baseline, candidate))} "
-                  "match records read")
+        cid = comparison_id(baseline, candidate)
+        common = set(cached[baseline]["capture_id"]) & set(cached[candidate]["capture_id"])
+        if not common:
+            progress(f"[compare] {cid}: skipped, the runs were evaluated on no capture in common")
+            continue
+        watch.lap(f"{cid}: {sum(len(cached[r]) for r in (baseline, candidate))} match records read, "
+                  f"{len(common)} captures in common")
         table = comparison.compare(cached[baseline], cached[candidate], attrs, options, combinations,
                                    tracks(baseline), tracks(candidate))
-        cid = comparison_id(baseline, candidate)
         table.insert(0, "candidate_run", candidate)
         table.insert(0, "baseline_run", baseline)
         table.insert(0, "comparison_id", cid)
         tables[cid] = table.assign(
             confidence=options.confidence, fdr_level=options.fdr, resamples=options.resamples, seed=options.seed,
             min_captures=options.min_captures, min_ground_truth=options.min_ground_truth, computed_at=computed_at)
-        slices = int((table["metric"] == "ap").sum())
-        watch.lap(f"{cid}: {slices} slices, {int(table['tested'].sum())} tests, bootstrap with "
-                  f"{options.resamples} resamples")
+        slices = table[table["metric"] == "ap"]
+        watch.lap(f"{cid}: {len(slices)} slices ({int(slices['same_as'].isna().sum())} distinct), "
+                  f"{int(table['tested'].sum())} tests, bootstrap with {options.resamples} resamples")
     return tables
 
 

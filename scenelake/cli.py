@@ -120,8 +120,9 @@ def compare_cmd(ctx: click.Context, baseline: str | None, candidate: str | None,
     precision at IoU .50 of both runs and the difference, 95% intervals from 1000 resamples of
     captures, Benjamini-Hochberg at 5%; rows in gold.slice_comparisons. Prints the top
     regressions and improvements. Without --baseline/--candidate, each model's newest run is
-    compared with its previous one. More options (--resamples, --seed, --fdr, --min-captures,
-    --min-ground-truth, --top, --plot-metric, --no-register): `scenelake run compare --help`.
+    compared with its previous one. The job's other options pass through: --resamples N,
+    --seed N, --fdr Q, --min-captures N, --min-ground-truth N, --top N, --plot-metric METRIC,
+    --no-register (all described by `python jobs/compare.py --help`).
     """
     from jobs import compare as job
 
