@@ -73,14 +73,14 @@ def test_slice_metrics_equal_pycocotools_on_the_slice_frames(seed: int) -> None:
     run = comparison.prepare(records, captures)
     rng = np.random.default_rng(seed)
     for members in (np.arange(len(captures)), np.sort(rng.choice(len(captures), size=4, replace=False))):
-        got = comparison.detection_estimates(run, members, np.ones((1, len(members))), max_bins=64)
+        got = comparison.detection_estimates(run, members, np.ones((1, len(members))), blocks=64)
         want = reference_numbers(records, gt, dt, {captures[i] for i in members})
         for metric, value in want.items():
             assert got[metric].exact == pytest.approx(value, abs=1e-9), metric
         # The replicate with every capture drawn once is the slice itself; blocks only move AP a little.
         assert got["recall50"].replicates[0] == pytest.approx(want["recall50"], abs=1e-12)
         assert got["ap"].approx == pytest.approx(want["ap"], abs=0.01)
-        exact_blocks = comparison.detection_estimates(run, members, np.ones((1, len(members))), max_bins=10**9)
+        exact_blocks = comparison.detection_estimates(run, members, np.ones((1, len(members))), blocks=10**9)
         assert exact_blocks["ap"].replicates[0] == pytest.approx(want["ap"], abs=1e-12)
 
 
@@ -122,7 +122,7 @@ def test_weighted_replicates_equal_materialised_resamples() -> None:
     run = comparison.prepare(records, sorted(set(records["capture_id"])))
     cases = multisets(3)
     weights = np.array([c for c, _ in cases])
-    got = comparison.detection_estimates(run, np.arange(3), weights, max_bins=10**9)
+    got = comparison.detection_estimates(run, np.arange(3), weights, blocks=10**9)
     for i, (counts, _) in enumerate(cases):
         g, d = materialised(gt, dt, counts)
         want = pycocotools_stats(g, d)
@@ -148,9 +148,9 @@ def test_bootstrap_intervals_match_the_enumerated_distribution(metric: str) -> N
     captures = sorted(set(records["capture_id"]))
     run = comparison.prepare(records, captures)
     cases = multisets(3)
-    exact = comparison.detection_estimates(run, np.arange(3), np.array([c for c, _ in cases]), max_bins=10**9)
+    exact = comparison.detection_estimates(run, np.arange(3), np.array([c for c, _ in cases]), blocks=10**9)
     values, probs = exact[metric].replicates, np.array([p for _, p in cases])
-    options = comparison.Options(resamples=20000, seed=3, min_captures=1, min_ground_truth=1, max_bins=10**9)
+    options = comparison.Options(resamples=20000, seed=3, min_captures=1, min_ground_truth=1, blocks=10**9)
     other = records.assign(score=records["score"] * 0.5)  # the same outcomes: delta 0, baseline = candidate
     table = comparison.compare(records, other, pd.DataFrame(index=captures), options)
     row = table[(table["slice_by"] == "all") & (table["metric"] == metric)].iloc[0]
