@@ -6,9 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 SCENELAKE := $(BIN)/scenelake
 CAPTURES ?= 24
+REPORT_DIR ?= reports
 
 .PHONY: help setup run test test-unit test-integration trino-up trino-down trino-status \
-        lint clean submit
+        lint clean submit report
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -35,6 +36,9 @@ test-unit: setup ## Only the unit tests
 
 test-integration: setup ## Only the integration tests
 	@$(BIN)/pytest -m integration
+
+report: run ## Execute notebooks/ against the lake (after make run) into HTML with figures in REPORT_DIR (reports/)
+	@$(SCENELAKE) report --out $(REPORT_DIR)
 
 trino-up: setup ## Start the embedded Trino server (no-op when running)
 	@$(SCENELAKE) trino up

@@ -190,6 +190,58 @@ def lineage_cmd(view: str | None, column: str | None) -> None:
         _fail(str(exc))
 
 
+@main.command("compare", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--baseline", metavar="RUN", help="run compared against")
+@click.option("--candidate", metavar="RUN", help="run under review")
+@click.option("--by", "combinations", multiple=True, metavar="ATTR,ATTR,...",
+              help="also slice by this combination of scenario attributes (repeatable)")
+@click.option("--fail-on-regression", is_flag=True, help="exit 3 when a regression is flagged")
+@click.option("--plot", type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="write the slice delta chart with intervals")
+@click.pass_context
+def compare_cmd(ctx: click.Context, baseline: str | None, candidate: str | None, combinations: tuple[str, ...],
+                fail_on_regression: bool, plot: str | None) -> None:
+    """Compare two runs slice by slice: deltas with bootstrap intervals, regressions under FDR control.
+
+    \b
+    Every single scenario attribute and every pair (plus --by combinations): AP, AP50, recall and
+    precision at IoU .50 of both runs and the difference, 95% intervals from 1000 resamples of
+    captures, Benjamini-Hochberg at 5%; rows in gold.slice_comparisons. Prints the top
+    regressions and improvements. Without --baseline/--candidate, each model's newest run is
+    compared with its previous one. The job's other options pass through: --resamples N,
+    --seed N, --fdr Q, --min-captures N, --min-ground-truth N, --top N, --plot-metric METRIC,
+    --no-register (all described by `python jobs/compare.py --help`).
+    """
+    from jobs import compare as job
+
+    args = [*(["--baseline", baseline] if baseline else []), *(["--candidate", candidate] if candidate else []),
+            *(a for c in combinations for a in ("--by", c)), *(["--fail-on-regression"] if fail_on_regression else []),
+            *(["--plot", plot] if plot else []), *ctx.args]
+    sys.exit(job.main(args))
+
+
+@main.command("report")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="folder to write the HTML into")
+@click.option("--timeout", default=600, show_default=True, help="seconds a notebook cell may run")
+def report_cmd(out_dir: Path, timeout: int) -> None:
+    """Execute notebooks/*.ipynb against Trino and write them as HTML with their figures into --out.
+
+    Needs a running Trino with the lake's tables (make run). `make report` runs this.
+    """
+    from nbclient.exceptions import CellExecutionError
+
+    from scenelake.report import render
+
+    try:
+        rendered = render(out_dir, timeout=timeout)
+    except CellExecutionError as exc:
+        _fail(f"a notebook cell failed (is Trino up with the lake's tables? make run):\n{exc}")
+    for item in rendered:
+        click.echo(f"{item.html} ({item.figures} figures) from {item.notebook.name}")
+    click.echo(f"report: {out_dir.resolve() / 'index.html'}")
+
+
 @main.command("submit-args")
 def submit_args_cmd() -> None:
     """Print the spark-submit arguments (master, Delta jars, confs) of this environment."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,9 +119,11 @@ def tracks(rng: random.Random, cap: Capture) -> list[list[tuple[int, float, floa
 
 
 def detections(rng: random.Random, cap: Capture, run_id: str,
-               truth: list[list[tuple[int, float, float, float, float]]]) -> list[dict[str, Any]]:
-    p = RUNS[run_id] * LIGHT[cap.scenario["lighting"]] * OCCLUSION[cap.scenario["occlusion"]]
-    if (run_id == REGRESSION["run_id"] and cap.scenario["lighting"] == REGRESSION["lighting"]
+               truth: list[list[tuple[int, float, float, float, float]]],
+               runs: Mapping[str, float] = RUNS, regression: bool = True) -> list[dict[str, Any]]:
+    """One run's detections on one capture: `runs[run_id]` is its recall in good conditions."""
+    p = runs[run_id] * LIGHT[cap.scenario["lighting"]] * OCCLUSION[cap.scenario["occlusion"]]
+    if (regression and run_id == REGRESSION["run_id"] and cap.scenario["lighting"] == REGRESSION["lighting"]
             and cap.scenario["motion"] == REGRESSION["motion"]):
         p *= REGRESSION_RECALL_FACTOR
     out = []
@@ -136,7 +139,10 @@ def detections(rng: random.Random, cap: Capture, run_id: str,
     return out
 
 
-def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> Ledger:
+def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0,
+             runs: Mapping[str, float] = RUNS, regression: bool = True) -> Ledger:
+    """Write the landing zone. `runs` maps each model run to its recall in good conditions; two runs
+    of equal recall and `regression=False` are two runs of equal quality that differ only in noise."""
     rng = random.Random(seed)
     # Consent, manifest faults and file-level faults draw from streams of their own, so the
     # records and record faults of a seed stay what they were before those existed.
@@ -146,7 +152,7 @@ def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> L
     t0 = datetime(2026, 11, 1, 8, tzinfo=UTC)
     _manifests(out, [manifest_line(rng, c, t0 + timedelta(hours=i), consent) for i, c in enumerate(caps)],
                faults, defect_rate, ledger)
-    for run_id in RUNS:
+    for run_id in runs:
         run_dir = out / "predictions" / f"run_id={run_id}"
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps({
@@ -161,16 +167,17 @@ def generate(out: Path, captures: int, seed: int, defect_rate: float = 0.0) -> L
             exports.append(_coco_export(out, cap, truth, rng, defect_rate, ledger))
         else:
             _mot_export(out, cap, truth, rng, defect_rate, ledger)
-        for k, run_id in enumerate(RUNS):
+        for k, run_id in enumerate(runs):
             fmt = ("mot" if i % 2 else "coco_results") if (i + k) % 3 == 0 else ("jsonl", "parquet")[(i + k) % 2]
-            predicted.append(_predictions(out, cap, run_id, fmt, detections(rng, cap, run_id, truth), rng,
-                                          defect_rate, ledger))
+            predicted.append(_predictions(out, cap, run_id, fmt, detections(rng, cap, run_id, truth, runs, regression),
+                                          rng, defect_rate, ledger))
     if defect_rate > 0:
         _prediction_file_faults(out, predicted, faults, ledger)
         if exports:
             _redeliver(out, faults.choice(exports), "coco", ledger)
     (out / "ledger.jsonl").write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in ledger.entries))
-    described = {"regression": {**REGRESSION, "recall_factor": REGRESSION_RECALL_FACTOR}, "runs": RUNS,
+    described = {"regression": {**REGRESSION, "recall_factor": REGRESSION_RECALL_FACTOR} if regression else None,
+                 "runs": dict(runs),
              "captures": [asdict(c) for c in caps]}
     (out / "truth.json").write_text(json.dumps(described, indent=1))
     return ledger
