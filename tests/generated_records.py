@@ -48,8 +48,9 @@ def generate_matches(seed: int, captures: int, runs: Mapping[str, float] = gener
     caps = generator.make_captures(rng, captures)
     t0 = datetime(2026, 11, 1, 8, tzinfo=UTC)
     capture_rows = []
+    consent = random.Random(f"{seed}/consent")  # the generator's own stream for consent states
     for i, cap in enumerate(caps):
-        m = json.loads(generator.manifest_line(rng, cap, t0 + timedelta(hours=i)))
+        m = json.loads(generator.manifest_line(rng, cap, t0 + timedelta(hours=i), consent))
         capture_rows.append({
             "capture_id": cap.capture_id, "source": m["source"], "device_model": m["device"]["model"],
             "device_serial": m["device"]["serial"], "sensor": m["sensor"], "width": generator.WIDTH,
@@ -57,6 +58,7 @@ def generate_matches(seed: int, captures: int, runs: Mapping[str, float] = gener
             "duration_s": m["duration_s"], "region": m["region"], "environment": cap.scenario["environment"],
             "lighting": cap.scenario["lighting"], "motion": cap.scenario["motion"],
             "tags": {"occlusion": cap.scenario["occlusion"], "crowd": cap.scenario["crowd"]},
+            "consent_state": "all_granted", "extra": None,
             "source_file": "manifests/captures-generated.jsonl", "line_number": i + 1, "batch_id": f"seed-{seed}"})
     gt_rows: list[tuple] = []
     dt_rows: dict[str, list[tuple]] = {run: [] for run in runs}
