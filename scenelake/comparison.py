@@ -19,9 +19,11 @@ AP's precision at recall 0 is that of the best point anywhere, often among the f
 replicate's precision envelope is read at the block ends; with no more than 2 x `blocks`
 detections every detection is its own block and the replicates are exact. Blocked replicates
 are shifted by the difference between the exact point estimate and the blocked curve on the
-unresampled slice: then at a million detections a replicate's AP is within 1e-4 of the exact one
-(a few percent of the bootstrap standard deviation; bench/compare_runs.py measures it). Intervals
-are percentile intervals of the replicates; a slice of one capture has none. Each slice's draws
+unresampled slice: at a million detections a replicate's AP is then within 1e-4 of the exact one,
+and the 95% bounds of AP and AP50 move by at most 3% of the bootstrap standard deviation
+(bench/compare_runs.py prints the replicate error). Intervals are percentile intervals of the
+replicates; a slice of one capture has none. AP is a step function of the final recall (101 recall
+thresholds), so its replicates are lumpy and its interval need not be centred on the estimate. Each slice's draws
 come from a generator seeded by (seed, slice name), so adding a slice does not change another's
 interval; a small slice has few distinct draws (35 for 4 captures), each computed once.
 
