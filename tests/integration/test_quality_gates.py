@@ -180,7 +180,8 @@ def test_clean_runs_published_with_every_result_recorded(spark, clean: Settings)
 
 
 def test_warn_only_batch_is_published_with_its_warning(spark, lake: Settings) -> None:  # type: ignore[no-untyped-def]
-    line = json.loads((Path(lake.landing_root) / "manifests" / "captures-generated.jsonl").read_text().splitlines()[0])
+    first_upload = sorted((Path(lake.landing_root) / "manifests").glob("*.jsonl"))[0]
+    line = json.loads(first_upload.read_text().splitlines()[0])
     line.update(capture_id="portrait-1", resolution={"width": 720, "height": 1280})
     (Path(lake.landing_root) / "manifests" / "portrait.jsonl").write_text(json.dumps(line) + "\n")
     before = delta_io.table_version(spark, lake, "silver.captures")
