@@ -27,7 +27,7 @@ of a detection within its frame (at most 100 steps) with all frames of a group a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -238,7 +238,3 @@ def summarize(curves: pd.DataFrame) -> dict[str, float]:
         out[name] = float(values.mean()) if len(values) else -1.0
     return out
 
-
-def image_codes(frames: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """Frame order used to break score ties across frames: (capture_id, frame_index)."""
-    return {key: i for i, key in enumerate(sorted(set(frames)))}
