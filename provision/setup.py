@@ -43,7 +43,9 @@ DELTA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 """
 
 
-KEPT_TRINO_PLUGINS = {"delta-lake"}
+# delta-lake reads the lake; password-authenticators brings the file group provider (groups.txt,
+# scenelake.access) and the password-file authenticator production uses.
+KEPT_TRINO_PLUGINS = {"delta-lake", "password-authenticators"}
 
 
 class ProvisionError(Exception):
@@ -232,13 +234,14 @@ def setup_trino(pins: dict[str, str]) -> None:
     tarball = repo / "io" / "trino" / "trino-server" / version / f"trino-server-{version}.tar.gz"
     if not tarball.exists():
         raise ProvisionError(f"Maven reported success but {tarball} is missing: rerun `make setup`")
-    log(f"downloaded in {time.monotonic() - started:.0f}s; unpacking the server and the Delta Lake plugin")
+    log(f"downloaded in {time.monotonic() - started:.0f}s; unpacking the server and its plugins "
+        f"({', '.join(sorted(KEPT_TRINO_PLUGINS))})")
     staging = CACHE / f".trino-server-{version}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     prefix = f"trino-server-{version}"
     # The plugins' jars are hard links between plugin folders, so unpack them all, then keep
-    # only delta-lake: the server loads every plugin folder at start and ~60 of them cost time.
+    # only ours: the server loads every plugin folder at start and ~60 of them cost time.
     run_logged([tar, "-xzf", str(tarball), "-C", str(staging), "--strip-components=1",
                 f"{prefix}/lib", f"{prefix}/bin", f"{prefix}/plugin", f"{prefix}/NOTICE"],
                "untar-trino.log", "unpacking Trino", "is the disk full? (df -h)")
@@ -250,6 +253,26 @@ def setup_trino(pins: dict[str, str]) -> None:
     write_stamp("trino", key)
 
 
+def setup_trino_cli(pins: dict[str, str]) -> None:
+    """Trino's command-line client: its executable jar from Maven Central, copied to
+    .cache/trino-cli.jar (`scenelake sql` runs it; so can `java -jar`)."""
+    version = pins["TRINO_VERSION"]
+    target = CACHE / "trino-cli.jar"
+    if stamp_ok("trino-cli", version) and target.exists():
+        log(f"Trino CLI {version} up to date ({target})")
+        return
+    mvn = require_tool("mvn", "apt-get install maven")
+    coord = f"io.trino:trino-cli:{version}:jar:executable"
+    log(f"fetching {coord} with Maven")
+    run_logged([mvn, "-B", *maven_args(), "dependency:get", f"-Dartifact={coord}", "-Dtransitive=false"],
+               "maven-trino-cli.log", f"downloading the Trino CLI {version}", maven_hint)
+    jar = local_maven_repo() / "io" / "trino" / "trino-cli" / version / f"trino-cli-{version}-executable.jar"
+    if not jar.exists():
+        raise ProvisionError(f"Maven reported success but {jar} is missing: rerun `make setup`")
+    shutil.copyfile(jar, target)
+    write_stamp("trino-cli", version)
+
+
 def local_maven_repo() -> Path:
     for arg in maven_args():
         if arg.startswith("-Dmaven.repo.local="):
@@ -259,7 +282,7 @@ def local_maven_repo() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["check", "venv", "jars", "trino"],
+    parser.add_argument("--only", choices=["check", "venv", "jars", "trino", "trino-cli"],
                         help="run one step (default: all)")
     args = parser.parse_args(argv)
     pins = read_versions()
@@ -268,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "venv": setup_venv,
         "jars": lambda: setup_delta_jars(pins),
         "trino": lambda: setup_trino(pins),
+        "trino-cli": lambda: setup_trino_cli(pins),
     }
     try:
         for name, step in steps.items():

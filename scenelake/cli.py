@@ -311,6 +311,61 @@ def _print_query(sql: str, user: str | None = None) -> None:
     click.echo(format_table([d[0] for d in cur.description], rows))
 
 
+@main.command("sql", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--user", default=None, help="Trino user (default: the configured one, e.g. analyst)")
+@click.pass_context
+def sql_cmd(ctx: click.Context, user: str | None) -> None:
+    """Open Trino's own CLI (the executable jar `make setup` fetched) on the lake; extra arguments
+    go to it, e.g. `scenelake sql --user analyst --execute "show tables from silver"`."""
+    import os
+
+    settings = load_settings()
+    jar = settings.cache_dir / "trino-cli.jar"
+    if not jar.exists():
+        _fail(f"{jar} is missing: run `make setup`")
+    java = shutil.which("java") or ""
+    if not java:
+        _fail("no `java` on PATH: install a JDK (17 or newer) to run the Trino CLI")
+    args = [java, "-jar", str(jar), "--server", f"{settings.trino_host}:{settings.trino_port}",
+            "--catalog", settings.trino_catalog, "--user", user or settings.trino_user, *ctx.args]
+    os.execv(java, args)
+
+
+@main.group("access")
+def access_group() -> None:
+    """Trino access control generated from the contracts' PII flags (scenelake.access)."""
+
+
+@access_group.command("rules")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write rules.json here (for a cluster's security.config-file) instead of printing it")
+def access_rules(out: Path | None) -> None:
+    """Print (or write) the file-based access control rules for the configured catalog."""
+    import json
+
+    from scenelake import access
+
+    settings = load_settings()
+    text = json.dumps(access.rules(settings.trino_catalog, access.mask_key(settings)), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text)
+    out.chmod(0o600)
+    click.echo(f"wrote {out} (it holds the masking key: readable by the Trino coordinator only)")
+    if access.refresh_embedded(settings):
+        click.echo("and refreshed the embedded server's rules")
+
+
+@access_group.command("matrix")
+def access_matrix() -> None:
+    """Who sees what: every group x table ('*') and every PII column, allowed / masked / denied."""
+    from scenelake import access
+
+    rows: list[list[object]] = [list(r) for r in access.matrix()]
+    click.echo(format_table(["group", "table", "column", "access"], rows))
+
+
 @main.command()
 def tables() -> None:
     """Row counts of every table registered in Trino."""
@@ -332,9 +387,12 @@ def connection_help(settings) -> str:  # type: ignore[no-untyped-def]
     return "\n".join([
         f"Trino at http://{host}:{port} (catalog {cat}, schemas bronze/silver/gold)",
         f"  CLI:    scenelake query \"select * from {cat}.silver.captures limit 5\"",
-        f"          java -jar trino-cli-executable.jar --server {host}:{port} --catalog {cat}",
+        f"          scenelake sql --user analyst    (Trino's CLI: java -jar {settings.cache_dir}/trino-cli.jar "
+        f"--server {host}:{port} --catalog {cat} --user analyst)",
         f"  Python: trino.dbapi.connect(host='{host}', port={port}, user='analyst', catalog='{cat}')",
-        f"  JDBC:   jdbc:trino://{host}:{port}/{cat}",
+        f"  SQLAlchemy: sqlalchemy.create_engine('trino://analyst@{host}:{port}/{cat}')",
+        f"  JDBC:   jdbc:trino://{host}:{port}/{cat}?user=analyst",
+        "  Users (dev mode, no password): analyst, ml_engineer, pipeline, admin; see `scenelake access matrix`",
     ])
 
 

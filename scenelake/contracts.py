@@ -34,6 +34,14 @@ PRIMITIVES: dict[str, tuple[T.DataType, str]] = {
 }
 
 
+# The kinds of PII a column can hold (`pii:` in a contract); scenelake.access decides who sees each.
+PII_KINDS = {
+    "subject": "identifies a person (pseudonymous subject id)",
+    "device": "identifies a device or its owner (serial number)",
+    "raw": "a raw record as delivered, which may hold any PII",
+}
+
+
 class ContractError(Exception):
     """A contract file is malformed, or data does not match its contract."""
 
@@ -44,7 +52,7 @@ class Column:
     type: str
     nullable: bool
     description: str
-    pii: bool = False
+    pii: str | None = None  # one of PII_KINDS, or None
     allowed: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
@@ -149,9 +157,13 @@ def _column(raw: dict[str, Any], where: Path) -> Column:
     if missing:
         raise ContractError(f"{where}: column {raw.get('name', '?')!r} lacks {missing}")
     spark_type(raw["type"])  # validate now, not at first use
+    pii = raw.get("pii")
+    if pii is not None and pii not in PII_KINDS:
+        raise ContractError(f"{where}: column {raw['name']!r} has pii: {pii!r}; expected one of "
+                            + ", ".join(f"{k} ({v})" for k, v in PII_KINDS.items()))
     return Column(
         name=raw["name"], type=raw["type"], nullable=bool(raw["nullable"]),
-        description=raw["description"], pii=bool(raw.get("pii", False)),
+        description=raw["description"], pii=pii,
         allowed=tuple(raw["allowed"]) if "allowed" in raw else None,
         minimum=raw.get("min"), maximum=raw.get("max"),
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from scenelake import quality, views
+from scenelake import access, quality, views
 from scenelake.settings import Settings, load_settings
 from scenelake.spark import get_spark
 
@@ -56,6 +56,7 @@ def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Calla
                   if t not in names and delta_io.table_exists(spark, settings, t)]
         register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
         print(f"[{prog}] {len(names)} table(s) registered in Trino")
+        access.refresh_embedded(settings)
         deployed = views.deploy(settings)
         if deployed:
             print(f"[{prog}] {len(deployed)} view(s) deployed: {', '.join(deployed)}")

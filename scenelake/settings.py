@@ -45,6 +45,8 @@ class Settings:
     trino_heap: str
     trino_query_max_memory_per_node: str
     spark_conf: dict[str, str] = field(default_factory=dict)
+    # Extra members of the access groups (scenelake.access): {"analyst": ["alice"], ...}.
+    access_groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def is_local_lake(self) -> bool:
@@ -84,6 +86,7 @@ def load_settings(env: str | None = None) -> Settings:
         raise SettingsError(f"SCENELAKE_ENV={env!r} has no profile {profile}; known: {known}")
     raw = tomllib.loads(profile.read_text())
     spark_conf = {str(k): str(v) for k, v in raw.pop("spark_conf", {}).items()}
+    access_groups = {str(k): [str(n) for n in v] for k, v in raw.pop("access_groups", {}).items()}
     for key in list(raw):
         override = os.environ.get(f"SCENELAKE_{key.upper()}")
         if override is not None:
@@ -107,6 +110,7 @@ def load_settings(env: str | None = None) -> Settings:
             trino_heap=str(raw["trino_heap"]),
             trino_query_max_memory_per_node=str(raw["trino_query_max_memory_per_node"]),
             spark_conf=spark_conf,
+            access_groups=access_groups,
         )
     except KeyError as exc:
         raise SettingsError(f"{profile} lacks the key {exc.args[0]!r}") from exc

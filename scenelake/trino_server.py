@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from scenelake import access
 from scenelake.settings import Settings, read_versions
 
 TEMPLATES = Path(__file__).resolve().parent / "trino_etc"
@@ -94,6 +95,8 @@ class TrinoServer:
             target = self.etc_dir / template.relative_to(TEMPLATES).with_suffix("")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(template.read_text().format(**values))
+        # Who may read what: generated from the contracts' PII flags (scenelake.access).
+        access.write(self.settings, self.etc_dir)
 
     # --- lifecycle ---------------------------------------------------------------------
     def _launcher(self, command: str) -> subprocess.CompletedProcess[str]:

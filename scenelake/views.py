@@ -104,18 +104,18 @@ def all_views(root: Path = SQL_DIR) -> tuple[View, ...]:
     return tuple(ordered)
 
 
-def deployable(tables: Iterable[str]) -> list[View]:
+def deployable(tables: Iterable[str], root: Path = SQL_DIR) -> list[View]:
     """The views whose every input exists (as one of `tables` or an earlier view)."""
     available = set(tables)
     out = []
-    for view in all_views():
+    for view in all_views(root):
         if view.references() <= available:
             out.append(view)
             available.add(view.name)
     return out
 
 
-def deploy(settings: Settings) -> list[str]:
+def deploy(settings: Settings, root: Path = SQL_DIR) -> list[str]:
     """CREATE OR REPLACE every view whose input tables are registered in Trino; returns their names."""
     from scenelake.trino_client import connect, quote
 
@@ -124,13 +124,16 @@ def deploy(settings: Settings) -> list[str]:
         cur = conn.cursor()
         cur.execute(f"select table_schema || '.' || table_name from {quote(settings.trino_catalog)}"
                     ".information_schema.tables where table_type = 'BASE TABLE'")
-        views = deployable(r[0] for r in cur.fetchall())
+        views = deployable((r[0] for r in cur.fetchall()), root)
         for view in views:
             layer, name = view.name.split(".")
             cur.execute(f"create schema if not exists {quote(settings.trino_catalog)}.{quote(layer)}")
             cur.fetchall()
             target = f"{quote(settings.trino_catalog)}.{quote(layer)}.{quote(name)}"
-            cur.execute(f"create or replace view {target} as\n{view.tree.sql(dialect='trino', pretty=True)}")
+            # SECURITY INVOKER: the reader's own column masks and grants apply to the tables the
+            # view reads (scenelake.access), so no view reveals a column its reader may not see.
+            cur.execute(f"create or replace view {target} security invoker as\n"
+                        f"{view.tree.sql(dialect='trino', pretty=True)}")
             cur.fetchall()
     finally:
         conn.close()

@@ -1,0 +1,227 @@
+"""Who may read what in Trino: a declared policy, turned into Trino's file-based access control.
+
+The policy is small and lives here, in one place: four groups (`admin`, `pipeline`,
+`ml_engineer`, `analyst`), the layers each may read, whether it may write, and what each kind of
+PII column looks like to it (allowed, masked or denied). Which columns are PII, and of which kind,
+comes only from the contracts (`pii: subject | device | raw` on a column in `schemas/`), so a new
+PII column is protected by the next rules generation (every `scenelake trino up`, every job's
+registration step, or `scenelake access rules`), with no other edit.
+
+Masks keep a value's identity without revealing it: an identifier (subject id, device serial) is
+replaced by a keyed hash (HMAC-SHA256, first 16 hex digits) so analysts can still count and join
+distinct subjects; a raw record (`raw`) becomes NULL. The key is generated once per deployment
+into the state folder (mode 0600) or given by SCENELAKE_MASK_KEY_FILE in production; it only ever
+appears in the rules file Trino reads.
+
+Views are created SECURITY INVOKER (scenelake.views.deploy), so a view over a masked column
+is evaluated with the reader's masks and does not reveal it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scenelake.contracts import PII_KINDS, SCHEMAS_DIR, Contract, all_contracts
+from scenelake.settings import LAYERS, Settings
+
+ALLOW, MASK, DENY = "allowed", "masked", "denied"
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    description: str
+    reads: tuple[str, ...]  # layers whose tables and views it may SELECT
+    writes: bool  # owns schemas, tables and views; runs procedures (register_table, ...)
+    pii: Mapping[str, str]  # PII kind -> ALLOW | MASK | DENY
+
+
+POLICY: tuple[Role, ...] = (
+    Role("admin", "operators of the lakehouse", LAYERS, True, dict.fromkeys(PII_KINDS, ALLOW)),
+    Role("pipeline", "the scheduled jobs (register tables, deploy views)", LAYERS, True,
+         dict.fromkeys(PII_KINDS, ALLOW)),
+    Role("ml_engineer", "reads every table; subject PII and raw records masked", LAYERS, False,
+         {"subject": MASK, "device": ALLOW, "raw": MASK}),
+    Role("analyst", "reads silver and gold (and ops health); PII masked, raw payloads denied",
+         ("silver", "gold", "ops"), False, {"subject": MASK, "device": MASK, "raw": DENY}),
+)
+ROLES = {role.name: role for role in POLICY}
+
+
+class AccessError(Exception):
+    """The policy or the contracts cannot be turned into rules."""
+
+
+def column_access(role: Role, table: Contract, column: str) -> str:
+    """How `role` sees `table.column`: ALLOW, MASK or DENY (DENY also when the table is not readable)."""
+    if table.layer not in role.reads:
+        return DENY
+    kind = table.column(column).pii
+    return role.pii[kind] if kind else ALLOW
+
+
+def mask_key(settings: Settings) -> str:
+    """The deployment's masking key: SCENELAKE_MASK_KEY_FILE, else created once in the state folder."""
+    given = os.environ.get("SCENELAKE_MASK_KEY_FILE")
+    path = Path(given) if given else settings.state_dir / "trino" / "mask.key"
+    if not path.exists():
+        if given:
+            raise AccessError(f"SCENELAKE_MASK_KEY_FILE={given} does not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def mask_expression(column: str, trino_type: str, kind: str, key: str) -> str:
+    """The SQL Trino evaluates instead of the column for a masked reader."""
+    quoted = '"' + column.replace('"', '""') + '"'
+    if kind != "raw" and trino_type == "varchar":
+        return (f"'masked:' || lower(substr(to_hex(hmac_sha256(to_utf8({quoted}), "
+                f"from_hex('{key}'))), 1, 16))")
+    return f"CAST(NULL AS {trino_type})"
+
+
+def masked_value(value: str | None, key: str) -> str | None:
+    """What a masked identifier reads as (tests and support use it to match a value)."""
+    import hashlib
+    import hmac
+
+    if value is None:
+        return None
+    return "masked:" + hmac.new(bytes.fromhex(key), value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _exact(name: str) -> str:
+    return re.escape(name)
+
+
+def rules(catalog: str, key: str, contracts: Mapping[str, Contract] | None = None) -> dict[str, Any]:
+    """Trino's system access control rules (rules.json) for the policy over these contracts."""
+    contracts = all_contracts() if contracts is None else contracts
+    for table in contracts.values():
+        for col in table.columns:
+            if col.pii and col.pii not in PII_KINDS:
+                raise AccessError(f"{table.path}: column {col.name} has pii: {col.pii}; "
+                                  f"expected one of {', '.join(PII_KINDS)}")
+    writers = "|".join(r.name for r in POLICY if r.writes)
+    readers = [r for r in POLICY if not r.writes]
+    cat = _exact(catalog)
+    tables: list[dict[str, Any]] = [
+        {"group": writers, "privileges": ["SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"]}]
+    for role in readers:
+        # PII tables first: the first matching rule wins, so these come before the layer-wide rule.
+        for table in contracts.values():
+            pii = [c for c in table.columns if c.pii]
+            if not pii:
+                continue
+            rule: dict[str, Any] = {"group": _exact(role.name), "catalog": cat, "schema": _exact(table.layer),
+                                    "table": _exact(table.table), "privileges": []}
+            if table.layer in role.reads:
+                rule["privileges"] = ["SELECT"]
+                columns = []
+                for col in pii:
+                    access = role.pii[col.pii or ""]
+                    if access == DENY:
+                        columns.append({"name": col.name, "allow": False})
+                    elif access == MASK:
+                        columns.append({"name": col.name, "mask": mask_expression(
+                            col.name, dict(table.trino_columns())[col.name], col.pii or "", key)})
+                rule["columns"] = columns
+            tables.append(rule)
+        tables.append({"group": _exact(role.name), "catalog": cat,
+                       "schema": "|".join(_exact(layer) for layer in role.reads), "privileges": ["SELECT"]})
+    return {
+        "catalogs": [
+            {"group": writers, "allow": "all"},
+            *({"group": _exact(r.name), "catalog": f"{cat}|system", "allow": "read-only"} for r in readers),
+            {"allow": "none"},
+        ],
+        "schemas": [{"group": writers, "owner": True}, {"owner": False}],
+        "tables": tables,
+        "procedures": [{"group": writers, "catalog": cat, "schema": "system", "privileges": ["EXECUTE"]}],
+        "queries": [{"group": "admin", "allow": ["execute", "view", "kill"]}, {"allow": ["execute"]}],
+        "system_information": [{"user": "admin", "allow": ["read", "write"]}],
+    }
+
+
+def groups(settings: Settings) -> dict[str, list[str]]:
+    """Group -> members. Each group has a same-named user for dev mode; `access_groups` in the
+    settings profile (or SCENELAKE_ACCESS_GROUPS='analyst=alice,bob;ml_engineer=carol') adds people."""
+    members = {role.name: [role.name] for role in POLICY}
+    extra = os.environ.get("SCENELAKE_ACCESS_GROUPS", "")
+    for part in filter(None, (p.strip() for p in extra.split(";"))):
+        name, _, listed = part.partition("=")
+        if name.strip() not in members:
+            raise AccessError(f"SCENELAKE_ACCESS_GROUPS: unknown group {name.strip()!r}; groups: {', '.join(members)}")
+        members[name.strip()] += [n.strip() for n in listed.split(",") if n.strip()]
+    for group, people in settings.access_groups.items():
+        if group not in members:
+            raise AccessError(f"access_groups: unknown group {group!r}; groups: {', '.join(members)}")
+        members[group] += [n for n in people if n not in members[group]]
+    return members
+
+
+def write(settings: Settings, etc_dir: Path, schemas: Path = SCHEMAS_DIR, refresh: str = "2s") -> Path:
+    """(Re)write rules.json, the groups file and their two properties files into Trino's etc folder.
+
+    Trino re-reads the rules and the groups every `refresh`, so a regeneration takes effect
+    while the server runs. Files are replaced atomically (write, then rename).
+    """
+    etc_dir.mkdir(parents=True, exist_ok=True)
+    rules_file = etc_dir / "rules.json"
+    groups_file = etc_dir / "groups.txt"
+    _replace(rules_file, json.dumps(rules(settings.trino_catalog, mask_key(settings), all_contracts(schemas)),
+                                    indent=2) + "\n")
+    _replace(groups_file, "".join(f"{g}:{','.join(m)}\n" for g, m in groups(settings).items()))
+    _replace(etc_dir / "access-control.properties",
+             "# Generated by scenelake.access from the contracts' PII flags: do not edit.\n"
+             f"access-control.name=file\nsecurity.config-file={rules_file}\nsecurity.refresh-period={refresh}\n")
+    _replace(etc_dir / "group-provider.properties",
+             "# Generated by scenelake.access: one group per role, see groups.txt.\n"
+             f"group-provider.name=file\nfile.group-file={groups_file}\nfile.refresh-period={refresh}\n")
+    return rules_file
+
+
+def refresh_embedded(settings: Settings) -> bool:
+    """Regenerate the embedded server's rules (jobs call this after registering tables, so a PII
+    flag added to a contract protects the column within seconds). A cluster gets its rules from
+    `scenelake access rules --out FILE`, deployed with its configuration. Returns whether it wrote."""
+    from scenelake.trino_server import TrinoServer
+
+    etc = TrinoServer(settings).etc_dir
+    if not settings.is_local_lake or not (etc / "access-control.properties").exists():
+        return False
+    write(settings, etc)
+    return True
+
+
+def _replace(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def matrix(contracts: Mapping[str, Contract] | None = None) -> list[tuple[str, str, str, str]]:
+    """(group, layer.table, column, access) for every PII column and every group, plus each
+    group's access to every table (column '*'): the policy as people read it."""
+    contracts = all_contracts() if contracts is None else contracts
+    rows = []
+    for role in POLICY:
+        for table in contracts.values():
+            rows.append((role.name, table.name, "*", ALLOW if table.layer in role.reads else DENY))
+            for col in table.columns:
+                if col.pii:
+                    rows.append((role.name, table.name, col.name, column_access(role, table, col.name)))
+    return rows

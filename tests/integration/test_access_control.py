@@ -1,0 +1,268 @@
+"""Access control through the real Trino: every user x table x column behaves as declared.
+
+One row per contract table is written (every column filled, PII strings distinct per column) to a
+lake of its own; then each user reads each table. The
+expected behaviour is declared here, from the issue, independently of scenelake.access: only the
+contracts' PII flags say which columns are PII. At the end the module unregisters its tables, so
+later tests register their own.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trino
+from pyspark.sql import types as T
+
+from scenelake import access, views
+from scenelake.contracts import Contract, all_contracts
+from scenelake.settings import LAYERS, Settings
+from scenelake.trino_client import connect, quote
+from scenelake.trino_server import TrinoServer
+
+pytestmark = pytest.mark.integration
+
+# The declared policy (issue 6): layers each user reads, and how each kind of PII looks to them.
+EVERY = set(LAYERS)
+DECLARED: dict[str, dict[str, Any]] = {
+    "admin": {"reads": EVERY, "subject": "allowed", "device": "allowed", "raw": "allowed"},
+    "pipeline": {"reads": EVERY, "subject": "allowed", "device": "allowed", "raw": "allowed"},
+    "ml_engineer": {"reads": EVERY, "subject": "masked", "device": "allowed", "raw": "masked"},
+    "analyst": {"reads": {"silver", "gold", "ops"}, "subject": "masked", "device": "masked", "raw": "denied"},
+    "mallory": {"reads": set(), "subject": "denied", "device": "denied", "raw": "denied"},  # not in any group
+}
+
+
+def literal(dtype: T.DataType, label: str) -> str:
+    """A non-null Trino literal of `dtype`; strings carry their column's name so every PII value differs."""
+    if isinstance(dtype, T.StringType):
+        return f"'{label}-value'"
+    if isinstance(dtype, T.BooleanType):
+        return "true"
+    if isinstance(dtype, (T.IntegerType, T.LongType, T.ShortType)):
+        return "7"
+    if isinstance(dtype, (T.DoubleType, T.FloatType)):
+        return "0.5e0"
+    if isinstance(dtype, T.TimestampType):
+        return "TIMESTAMP '2026-01-02 03:04:05.000 UTC'"
+    if isinstance(dtype, T.DateType):
+        return "DATE '2026-01-02'"
+    if isinstance(dtype, T.ArrayType):
+        return f"ARRAY[{literal(dtype.elementType, label)}]"
+    if isinstance(dtype, T.MapType):
+        return f"MAP(ARRAY[{literal(dtype.keyType, label)}], ARRAY[{literal(dtype.valueType, label)}])"
+    if isinstance(dtype, T.StructType):
+        return f"ROW({', '.join(literal(f.dataType, f'{label}.{f.name}') for f in dtype.fields)})"
+    raise AssertionError(f"no literal for {dtype}")
+
+
+def select(settings: Settings, user: str, sql: str) -> list[list[Any]]:
+    conn = connect(settings, user)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        return [list(r) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def denied(settings: Settings, user: str, sql: str) -> str:
+    with pytest.raises(trino.exceptions.TrinoUserError) as info:
+        select(settings, user, sql)
+    assert "Access Denied" in str(info.value), info.value
+    return str(info.value)
+
+
+def name_of(settings: Settings, table: Contract) -> str:
+    return f"{quote(settings.trino_catalog)}.{quote(table.layer)}.{quote(table.table)}"
+
+
+def wait_for(check, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    """Trino re-reads rules every 2 s: poll until `check()` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except (AssertionError, trino.exceptions.TrinoUserError):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout:.0f} s: {what}") from None
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def access_lake(trino: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Every contract table with one row, written by Trino itself (as `pipeline`) into a lake of
+    its own: the access rules are about Trino, and Trino writes 19 one-row tables in seconds."""
+    lake = trino.with_overrides(lake_root=str(tmp_path_factory.mktemp("access") / "lake"))
+    tables = list(all_contracts().values())
+    for table in tables:
+        types = dict(table.trino_columns())
+        values = ", ".join(f"CAST({literal(f.dataType, f'{table.name}.{f.name}')} AS {types[f.name]}) "
+                           f"AS {quote(f.name)}" for f in table.spark_schema().fields)
+        select(lake, "pipeline", f"create schema if not exists {quote(lake.trino_catalog)}.{quote(table.layer)}")
+        select(lake, "pipeline", f"create table {name_of(lake, table)} with (location = "
+                                 f"'{lake.trino_location(table.layer, table.table)}') as select {values}")
+    yield lake
+    conn = connect(lake)
+    try:
+        cur = conn.cursor()
+        for table in tables:
+            cur.execute(f"call {quote(lake.trino_catalog)}.system.unregister_table(schema_name => "
+                        f"'{table.layer}', table_name => '{table.table}')")
+            cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_every_user_table_and_column_behaves_as_declared(access_lake: Settings) -> None:
+    key = access.mask_key(access_lake)
+    checked = {"allowed": 0, "masked": 0, "denied": 0, "table denied": 0}
+    for table in all_contracts().values():
+        columns = table.column_names
+        truth = select(access_lake, "admin",
+                       f"select {', '.join(map(quote, columns))} from {name_of(access_lake, table)}")
+        assert len(truth) == 1
+        row = dict(zip(columns, truth[0], strict=True))
+        for column in columns:
+            if table.column(column).type == "string":
+                assert row[column] == f"{table.name}.{column}-value"
+        for user, declared in DECLARED.items():
+            if table.layer not in declared["reads"]:
+                denied(access_lake, user, f"select count(*) from {name_of(access_lake, table)}")
+                checked["table denied"] += 1
+                continue
+            expect = {c: declared[table.column(c).pii] if table.column(c).pii else "allowed" for c in columns}
+            readable = [c for c in columns if expect[c] != "denied"]
+            got = dict(zip(readable, select(access_lake, user, f"select {', '.join(map(quote, readable))} "
+                                                                f"from {name_of(access_lake, table)}")[0], strict=True))
+            for column in columns:
+                where = f"{user} reading {table.name}.{column}"
+                if expect[column] == "allowed":
+                    assert got[column] == row[column], where
+                elif expect[column] == "masked":
+                    want = None if table.column(column).pii == "raw" else access.masked_value(row[column], key)
+                    assert got[column] == want and got[column] != row[column], where
+                else:
+                    denied(access_lake, user, f"select {quote(column)} from {name_of(access_lake, table)}")
+                    if len(columns) > 1:  # SELECT * names the denied column too
+                        denied(access_lake, user, f"select * from {name_of(access_lake, table)}")
+                checked[expect[column]] += 1
+    # The matrix really covered every kind of outcome, and every PII column of every layer.
+    pii_columns = [(t.name, c.name) for t in all_contracts().values() for c in t.columns if c.pii]
+    assert {t for t, _ in pii_columns} >= {"bronze.captures", "silver.subjects", "ops.quarantine"}
+    assert len(pii_columns) >= 6 and all(checked.values()), checked
+
+
+def test_masked_identifiers_still_join_and_count(access_lake: Settings) -> None:
+    """The mask is a keyed hash: equal ids stay equal (counts and joins work), the id never shows."""
+    table = f"{quote(access_lake.trino_catalog)}.silver.subjects"
+    for user in ("analyst", "ml_engineer"):
+        rows = select(access_lake, user, f"select count(distinct subject_id), min(subject_id) from {table}")
+        assert rows == [[1, access.masked_value("silver.subjects.subject_id-value", access.mask_key(access_lake))]]
+
+
+def test_a_view_over_a_masked_column_does_not_reveal_it(access_lake: Settings, tmp_path: Path) -> None:
+    (tmp_path / "silver").mkdir()
+    # The fixture rows' capture ids differ between the two tables: a cross join pairs them.
+    (tmp_path / "silver" / "subject_probe.sql").write_text(
+        "-- one row per subject (a probe view for the access test)\n"
+        "SELECT s.subject_id, c.device_serial FROM silver.subjects AS s CROSS JOIN silver.captures AS c\n")
+    assert views.deploy(access_lake, root=tmp_path) == ["silver.subject_probe"]
+    probe = f"{quote(access_lake.trino_catalog)}.silver.subject_probe"
+    key = access.mask_key(access_lake)
+    try:
+        assert select(access_lake, "pipeline", f"select * from {probe}") == [
+            ["silver.subjects.subject_id-value", "silver.captures.device_serial-value"]]
+        assert select(access_lake, "analyst", f"select * from {probe}") == [
+            [access.masked_value("silver.subjects.subject_id-value", key),
+             access.masked_value("silver.captures.device_serial-value", key)]]
+        assert select(access_lake, "ml_engineer", f"select * from {probe}") == [
+            [access.masked_value("silver.subjects.subject_id-value", key), "silver.captures.device_serial-value"]]
+        denied(access_lake, "mallory", f"select * from {probe}")
+    finally:
+        select(access_lake, "pipeline", f"drop view if exists {probe}")
+
+
+def test_only_pipeline_and_admin_write(access_lake: Settings) -> None:
+    catalog = quote(access_lake.trino_catalog)
+    for user in ("analyst", "ml_engineer", "mallory"):
+        denied(access_lake, user, f"create view {catalog}.gold.probe security invoker as select 1 as x")
+        denied(access_lake, user, f"call {catalog}.system.flush_metadata_cache()")
+        denied(access_lake, user, f"insert into {catalog}.ops.quality_acceptances select * from "
+                                  f"{catalog}.ops.quality_acceptances")
+    for user in ("pipeline", "admin"):
+        select(access_lake, user, f"create or replace view {catalog}.gold.probe security invoker as select 1 as x")
+        assert select(access_lake, "analyst", f"select x from {catalog}.gold.probe") == [[1]]
+        select(access_lake, user, f"drop view {catalog}.gold.probe")
+        select(access_lake, user, f"call {catalog}.system.flush_metadata_cache()")
+
+
+def test_a_new_pii_column_in_a_contract_is_protected_after_regeneration(access_lake: Settings, tmp_path: Path) -> None:
+    schemas = tmp_path / "schemas"
+    shutil.copytree(Path(views.PROJECT_ROOT) / "schemas", schemas)
+    (schemas / "silver" / "badges.yaml").write_text(
+        "table: badges\nlayer: silver\ngrain: one row per badge scan\n"
+        "description: A fixture table with a new PII column.\nprimary_key: [scan_id]\ncolumns:\n"
+        "  - {name: scan_id, type: string, nullable: false, description: Scan}\n"
+        "  - {name: badge_holder, type: string, nullable: false, pii: subject, description: Who}\n")
+    select(access_lake, "pipeline", f"create table {quote(access_lake.trino_catalog)}.silver.badges with (location = "
+                                    f"'{access_lake.trino_location('silver', 'badges')}') as "
+                                    "select 'scan-1' as scan_id, 'holder-42' as badge_holder")
+    etc = TrinoServer(access_lake).etc_dir
+    table = f"{quote(access_lake.trino_catalog)}.silver.badges"
+    key = access.mask_key(access_lake)
+    try:
+        # Before: the table is readable by layer, unmasked (no contract says otherwise yet).
+        assert select(access_lake, "analyst", f"select * from {table}") == [["scan-1", "holder-42"]]
+        access.write(access_lake, etc, schemas=schemas)
+
+        def masked() -> None:
+            assert select(access_lake, "analyst", f"select * from {table}") == [
+                ["scan-1", access.masked_value("holder-42", key)]]
+        wait_for(masked, "the regenerated rules mask silver.badges.badge_holder")
+        assert select(access_lake, "ml_engineer", f"select badge_holder from {table}") == [
+            [access.masked_value("holder-42", key)]]
+        assert select(access_lake, "pipeline", f"select badge_holder from {table}") == [["holder-42"]]
+    finally:
+        access.write(access_lake, etc)
+        select(access_lake, "pipeline", f"call {quote(access_lake.trino_catalog)}.system.unregister_table("
+                                        "schema_name => 'silver', table_name => 'badges')")
+
+
+def test_cli_jar_python_client_and_sqlalchemy_each_query_as_analyst(access_lake: Settings) -> None:
+    """The three clients of the README run the same query and see the same masked row."""
+    import os
+    import subprocess
+    import sys
+
+    import sqlalchemy
+
+    sql = "select capture_id, subject_id from silver.subjects"
+    want = ["silver.subjects.capture_id-value",
+            access.masked_value("silver.subjects.subject_id-value", access.mask_key(access_lake))]
+    assert select(access_lake, "analyst", sql.replace("silver.", f"{access_lake.trino_catalog}.silver.")) == [want]
+
+    engine = sqlalchemy.create_engine(f"trino://analyst@{access_lake.trino_host}:{access_lake.trino_port}/"
+                                      f"{access_lake.trino_catalog}")
+    try:
+        with engine.connect() as conn:
+            assert [list(r) for r in conn.execute(sqlalchemy.text(sql))] == [want]
+            assert "subjects" in sqlalchemy.inspect(conn).get_table_names(schema="silver")
+    finally:
+        engine.dispose()
+
+    done = subprocess.run([sys.executable, "-m", "scenelake.cli", "sql", "--user", "analyst",
+                           "--execute", sql, "--output-format", "CSV_UNQUOTED"],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [",".join(want)]
+    denied_run = subprocess.run([sys.executable, "-m", "scenelake.cli", "sql", "--user", "analyst",
+                                 "--execute", "select payload from ops.quarantine"],
+                                capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert denied_run.returncode != 0 and "Access Denied" in denied_run.stderr
