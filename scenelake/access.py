@@ -9,9 +9,12 @@ registration step, or `scenelake access rules`), with no other edit.
 
 Masks keep a value's identity without revealing it: an identifier (subject id, device serial) is
 replaced by a keyed hash (HMAC-SHA256, first 16 hex digits) so analysts can still count and join
-distinct subjects; a raw record (`raw`) becomes NULL. The key is generated once per deployment
-into the state folder (mode 0600) or given by SCENELAKE_MASK_KEY_FILE in production; it only ever
-appears in the rules file Trino reads.
+distinct subjects; a raw record (`raw`) becomes NULL. The key is not in the rules: Trino prints a
+mask's constants in EXPLAIN, so a key written into the expression would be readable by the very
+users it hides values from. It lives in the table `ops.mask_keys` (one random row, created by
+`ensure_key_table` when the server starts or by `scenelake access init` on a cluster), which only
+the writers may read; each mask reads it through a subquery evaluated as the `pipeline` user
+(`mask_environment`). Without that table, masked reads fail: access fails closed.
 
 Views are created SECURITY INVOKER (scenelake.views.deploy), so a view over a masked column
 is evaluated with the reader's masks and does not reveal it.
@@ -67,26 +70,44 @@ def column_access(role: Role, table: Contract, column: str) -> str:
     return role.pii[kind] if kind else ALLOW
 
 
-def mask_key(settings: Settings) -> str:
-    """The deployment's masking key: SCENELAKE_MASK_KEY_FILE, else created once in the state folder."""
-    given = os.environ.get("SCENELAKE_MASK_KEY_FILE")
-    path = Path(given) if given else settings.state_dir / "trino" / "mask.key"
-    if not path.exists():
-        if given:
-            raise AccessError(f"SCENELAKE_MASK_KEY_FILE={given} does not exist")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
-    return path.read_text().strip()
+KEY_TABLE = ("ops", "mask_keys")
+KEY_USER = "pipeline"  # the user masks read the key as
 
 
-def mask_expression(column: str, trino_type: str, kind: str, key: str) -> str:
+def key_table(catalog: str) -> str:
+    return ".".join(_quote(p) for p in (catalog, *KEY_TABLE))
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def ensure_key_table(settings: Settings) -> str:
+    """Create ops.mask_keys with one random key unless it exists; returns the key (hex).
+
+    Idempotent; runs as the pipeline user. The key stays as long as the table does: dropping the
+    table changes every masked value (and so breaks joins across saved masked extracts)."""
+    from scenelake.trino_client import query
+
+    table = key_table(settings.trino_catalog)
+    query(settings, f"create schema if not exists {_quote(settings.trino_catalog)}.{_quote(KEY_TABLE[0])}",
+          user=KEY_USER)
+    location = settings.trino_location(*KEY_TABLE)
+    # One statement creates the table with its key (a no-op when it exists): nothing can leave
+    # an empty key table behind.
+    query(settings, f"create table if not exists {table} with (location = '{location}') as "
+                    f"select '{secrets.token_hex(32)}' as key_hex", user=KEY_USER)
+    rows = query(settings, f"select key_hex from {table}", user=KEY_USER)
+    if len(rows) != 1:
+        raise AccessError(f"{table} must hold exactly one key, it holds {len(rows)}: keep one row")
+    return str(rows[0][0])
+
+
+def mask_expression(column: str, trino_type: str, kind: str, catalog: str) -> str:
     """The SQL Trino evaluates instead of the column for a masked reader."""
-    quoted = '"' + column.replace('"', '""') + '"'
     if kind != "raw" and trino_type == "varchar":
-        return (f"'masked:' || lower(substr(to_hex(hmac_sha256(to_utf8({quoted}), "
-                f"from_hex('{key}'))), 1, 16))")
+        key = f"from_hex((select key_hex from {key_table(catalog)}))"
+        return (f"'masked:' || lower(substr(to_hex(hmac_sha256(to_utf8({_quote(column)}), {key})), 1, 16))")
     return f"CAST(NULL AS {trino_type})"
 
 
@@ -104,7 +125,7 @@ def _exact(name: str) -> str:
     return re.escape(name)
 
 
-def rules(catalog: str, key: str, contracts: Mapping[str, Contract] | None = None) -> dict[str, Any]:
+def rules(catalog: str, contracts: Mapping[str, Contract] | None = None) -> dict[str, Any]:
     """Trino's system access control rules (rules.json) for the policy over these contracts."""
     contracts = all_contracts() if contracts is None else contracts
     for table in contracts.values():
@@ -117,6 +138,8 @@ def rules(catalog: str, key: str, contracts: Mapping[str, Contract] | None = Non
     cat = _exact(catalog)
     tables: list[dict[str, Any]] = [
         {"group": writers, "privileges": ["SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"]}]
+    # The masking key: readers never read it (their masks do, as KEY_USER).
+    tables.append({"catalog": cat, "schema": _exact(KEY_TABLE[0]), "table": _exact(KEY_TABLE[1]), "privileges": []})
     for role in readers:
         # PII tables first: the first matching rule wins, so these come before the layer-wide rule.
         for table in contracts.values():
@@ -134,7 +157,8 @@ def rules(catalog: str, key: str, contracts: Mapping[str, Contract] | None = Non
                         columns.append({"name": col.name, "allow": False})
                     elif access == MASK:
                         columns.append({"name": col.name, "mask": mask_expression(
-                            col.name, dict(table.trino_columns())[col.name], col.pii or "", key)})
+                            col.name, dict(table.trino_columns())[col.name], col.pii or "", catalog),
+                            "mask_environment": {"user": KEY_USER}})
                 rule["columns"] = columns
             tables.append(rule)
         tables.append({"group": _exact(role.name), "catalog": cat,
@@ -179,8 +203,7 @@ def write(settings: Settings, etc_dir: Path, schemas: Path = SCHEMAS_DIR, refres
     etc_dir.mkdir(parents=True, exist_ok=True)
     rules_file = etc_dir / "rules.json"
     groups_file = etc_dir / "groups.txt"
-    _replace(rules_file, json.dumps(rules(settings.trino_catalog, mask_key(settings), all_contracts(schemas)),
-                                    indent=2) + "\n")
+    _replace(rules_file, json.dumps(rules(settings.trino_catalog, all_contracts(schemas)), indent=2) + "\n")
     _replace(groups_file, "".join(f"{g}:{','.join(m)}\n" for g, m in groups(settings).items()))
     _replace(etc_dir / "access-control.properties",
              "# Generated by scenelake.access from the contracts' PII flags: do not edit.\n"

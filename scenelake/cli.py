@@ -346,15 +346,24 @@ def access_rules(out: Path | None) -> None:
     from scenelake import access
 
     settings = load_settings()
-    text = json.dumps(access.rules(settings.trino_catalog, access.mask_key(settings)), indent=2) + "\n"
+    text = json.dumps(access.rules(settings.trino_catalog), indent=2) + "\n"
     if out is None:
         click.echo(text, nl=False)
         return
     out.write_text(text)
-    out.chmod(0o600)
-    click.echo(f"wrote {out} (it holds the masking key: readable by the Trino coordinator only)")
+    click.echo(f"wrote {out}")
     if access.refresh_embedded(settings):
         click.echo("and refreshed the embedded server's rules")
+
+
+@access_group.command("init")
+def access_init() -> None:
+    """Create the masking key table (ops.mask_keys) on a running Trino if it is missing (a cluster
+    needs this once; the embedded server does it when it starts)."""
+    from scenelake import access
+
+    access.ensure_key_table(load_settings())
+    click.echo("ops.mask_keys holds the masking key (readable by pipeline and admin only)")
 
 
 @access_group.command("matrix")

@@ -161,7 +161,24 @@ class TrinoServer:
         if started.returncode != 0:
             raise TrinoServerError(
                 f"the Trino launcher failed: {(started.stderr or started.stdout).strip()[:300]}")
-        return self.wait_ready(timeout)
+        ready = self.wait_ready(timeout)
+        self._ensure_key_table(timeout)
+        return ready
+
+    def _ensure_key_table(self, timeout: float) -> None:
+        """The masks' key (scenelake.access). Right after start the coordinator may not have
+        registered itself as a worker yet (NO_NODES_AVAILABLE): retry until it has."""
+        import trino
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                access.ensure_key_table(self.settings)
+                return
+            except trino.exceptions.TrinoQueryError as exc:
+                if exc.error_name != "NO_NODES_AVAILABLE" or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def wait_ready(self, timeout: float) -> ServerStatus:
         deadline = time.monotonic() + timeout

@@ -78,6 +78,10 @@ def denied(settings: Settings, user: str, sql: str) -> str:
     return str(info.value)
 
 
+def mask_key(settings: Settings) -> str:
+    return str(select(settings, "pipeline", f"select key_hex from {access.key_table(settings.trino_catalog)}")[0][0])
+
+
 def name_of(settings: Settings, table: Contract) -> str:
     return f"{quote(settings.trino_catalog)}.{quote(table.layer)}.{quote(table.table)}"
 
@@ -121,7 +125,7 @@ def access_lake(trino: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_every_user_table_and_column_behaves_as_declared(access_lake: Settings) -> None:
-    key = access.mask_key(access_lake)
+    key = mask_key(access_lake)
     checked = {"allowed": 0, "masked": 0, "denied": 0, "table denied": 0}
     for table in all_contracts().values():
         columns = table.column_names
@@ -159,12 +163,17 @@ def test_every_user_table_and_column_behaves_as_declared(access_lake: Settings) 
     assert len(pii_columns) >= 6 and all(checked.values()), checked
 
 
-def test_masked_identifiers_still_join_and_count(access_lake: Settings) -> None:
-    """The mask is a keyed hash: equal ids stay equal (counts and joins work), the id never shows."""
+def test_masked_identifiers_still_count_and_the_key_stays_hidden(access_lake: Settings) -> None:
+    """The mask is a keyed hash: equal ids stay equal (counts and joins work), the id never shows,
+    and neither does the key (EXPLAIN prints a mask's constants, which is why the key is a table)."""
     table = f"{quote(access_lake.trino_catalog)}.silver.subjects"
     for user in ("analyst", "ml_engineer"):
         rows = select(access_lake, user, f"select count(distinct subject_id), min(subject_id) from {table}")
-        assert rows == [[1, access.masked_value("silver.subjects.subject_id-value", access.mask_key(access_lake))]]
+        assert rows == [[1, access.masked_value("silver.subjects.subject_id-value", mask_key(access_lake))]]
+        # The key stays hidden: not readable, and not in the plan a reader can print.
+        denied(access_lake, user, f"select * from {access.key_table(access_lake.trino_catalog)}")
+        plan = "\n".join(r[0] for r in select(access_lake, user, f"explain select subject_id from {table}"))
+        assert "hmac_sha256" in plan and mask_key(access_lake) not in plan.lower()
 
 
 def test_a_view_over_a_masked_column_does_not_reveal_it(access_lake: Settings, tmp_path: Path) -> None:
@@ -175,7 +184,7 @@ def test_a_view_over_a_masked_column_does_not_reveal_it(access_lake: Settings, t
         "SELECT s.subject_id, c.device_serial FROM silver.subjects AS s CROSS JOIN silver.captures AS c\n")
     assert views.deploy(access_lake, root=tmp_path) == ["silver.subject_probe"]
     probe = f"{quote(access_lake.trino_catalog)}.silver.subject_probe"
-    key = access.mask_key(access_lake)
+    key = mask_key(access_lake)
     try:
         assert select(access_lake, "pipeline", f"select * from {probe}") == [
             ["silver.subjects.subject_id-value", "silver.captures.device_serial-value"]]
@@ -216,7 +225,7 @@ def test_a_new_pii_column_in_a_contract_is_protected_after_regeneration(access_l
                                     "select 'scan-1' as scan_id, 'holder-42' as badge_holder")
     etc = TrinoServer(access_lake).etc_dir
     table = f"{quote(access_lake.trino_catalog)}.silver.badges"
-    key = access.mask_key(access_lake)
+    key = mask_key(access_lake)
     try:
         # Before: the table is readable by layer, unmasked (no contract says otherwise yet).
         assert select(access_lake, "analyst", f"select * from {table}") == [["scan-1", "holder-42"]]
@@ -245,7 +254,7 @@ def test_cli_jar_python_client_and_sqlalchemy_each_query_as_analyst(access_lake:
 
     sql = "select capture_id, subject_id from silver.subjects"
     want = ["silver.subjects.capture_id-value",
-            access.masked_value("silver.subjects.subject_id-value", access.mask_key(access_lake))]
+            access.masked_value("silver.subjects.subject_id-value", mask_key(access_lake))]
     assert select(access_lake, "analyst", sql.replace("silver.", f"{access_lake.trino_catalog}.silver.")) == [want]
 
     engine = sqlalchemy.create_engine(f"trino://analyst@{access_lake.trino_host}:{access_lake.trino_port}/"

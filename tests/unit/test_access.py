@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,15 @@ def table_rule(rules: dict, group: str, schema: str, table: str) -> dict:  # typ
 
 
 def test_rules_follow_the_pii_flags_with_the_first_matching_rule() -> None:
-    rules = access.rules("delta", "00" * 32)
+    rules = access.rules("delta")
     analyst_subjects = table_rule(rules, "analyst", "silver", "subjects")
     assert analyst_subjects["privileges"] == ["SELECT"]
     (mask,) = analyst_subjects["columns"]
-    assert mask["name"] == "subject_id" and "hmac_sha256" in mask["mask"]
+    assert mask["name"] == "subject_id" and mask["mask_environment"] == {"user": "pipeline"}
+    key = 'from_hex((select key_hex from "delta"."ops"."mask_keys"))'
+    assert f'hmac_sha256(to_utf8("subject_id"), {key})' in mask["mask"]
+    assert table_rule(rules, "analyst", "ops", "mask_keys")["privileges"] == []
+    assert table_rule(rules, "ml_engineer", "ops", "mask_keys")["privileges"] == []
     assert table_rule(rules, "analyst", "ops", "quarantine")["columns"] == [{"name": "payload", "allow": False}]
     assert table_rule(rules, "analyst", "bronze", "captures")["privileges"] == []
     assert table_rule(rules, "analyst", "gold", "detection_metrics") == {
@@ -38,13 +41,13 @@ def test_rules_follow_the_pii_flags_with_the_first_matching_rule() -> None:
     ml = table_rule(rules, "ml_engineer", "silver", "captures")
     assert ml["privileges"] == ["SELECT"] and ml["columns"] == []  # device serials: allowed
     assert table_rule(rules, "ml_engineer", "ops", "quarantine")["columns"] == [
-        {"name": "payload", "mask": "CAST(NULL AS varchar)"}]
+        {"name": "payload", "mask": "CAST(NULL AS varchar)", "mask_environment": {"user": "pipeline"}}]
     assert "OWNERSHIP" in table_rule(rules, "pipeline", "bronze", "captures")["privileges"]
     assert rules["catalogs"][-1] == {"allow": "none"}  # anyone outside the groups reads nothing
 
 
 def test_every_pii_column_of_every_contract_gets_a_rule_for_every_reader() -> None:
-    rules = access.rules("delta", "00" * 32)
+    rules = access.rules("delta")
     for table in all_contracts().values():
         for col in (c for c in table.columns if c.pii):
             for role in ("analyst", "ml_engineer"):
@@ -59,13 +62,6 @@ def test_masked_value_matches_the_sql_mask_format() -> None:
     value = access.masked_value("subject-1", "00" * 32)
     assert value is not None and value.startswith("masked:") and len(value) == len("masked:") + 16
     assert access.mask_expression("n", "bigint", "subject", "00") == "CAST(NULL AS bigint)"
-
-
-def test_mask_key_is_created_once_and_private(tmp_path: Path) -> None:
-    settings = load_settings().with_overrides(state_dir=tmp_path)
-    key = access.mask_key(settings)
-    assert access.mask_key(settings) == key and len(bytes.fromhex(key)) == 32
-    assert stat.S_IMODE((tmp_path / "trino" / "mask.key").stat().st_mode) == 0o600
 
 
 def test_groups_add_members_and_reject_unknown_groups(monkeypatch: pytest.MonkeyPatch) -> None:
