@@ -55,4 +55,5 @@ def test_a_second_setup_downloads_nothing() -> None:
         f"[setup] python environment up to date ({PROJECT_ROOT / '.venv'})",
         f"[setup] Delta Lake jars up to date ({PROJECT_ROOT / '.cache' / 'jars'})",
         f"[setup] Trino 476 up to date ({PROJECT_ROOT / '.cache' / 'trino-server-476'})",
+        f"[setup] Trino CLI 476 up to date ({PROJECT_ROOT / '.cache' / 'trino-cli.jar'})",
         "[setup] ready"]
