@@ -204,8 +204,12 @@ class TrinoServer:
             lines = [ln for ln in self.server_log.read_text().splitlines() if ln.strip()]
         except OSError:
             return "no log"
-        config_errors = [ln for ln in lines if re.match(r"^\d+\) Error", ln)]
+        # Start-up (configuration) errors are a numbered list "1) ...", "2) ..."; the first one
+        # names the property and the bad value.
+        config_errors = [ln for ln in lines if re.match(r"^\d+\) \S", ln)]
         errors = config_errors or [ln for ln in lines if "ERROR" in ln or "Exception" in ln]
+        if config_errors:
+            return config_errors[0][:300]
         return (errors or lines or ["empty log"])[-1][:300]
 
     def down(self, timeout: float = 60.0) -> bool:

@@ -68,6 +68,7 @@ def test_a_server_that_dies_points_at_its_log(settings: Settings, tmp_path: Path
     """A heap too small to start: the error names server.log and the reason in it."""
     server = TrinoServer(settings.with_overrides(state_dir=tmp_path, trino_port=free_port(),
                                                  trino_query_max_memory_per_node="bogus"))
-    with pytest.raises(TrinoServerError, match=r"Trino exited while starting: read .*server\.log"):
+    with pytest.raises(TrinoServerError, match=r"Trino exited while starting: read .*server\.log") as info:
         server.up(timeout=120)
+    assert "Invalid value 'bogus'" in str(info.value) and "query.max-memory" in str(info.value), info.value
     assert not server.status().running
