@@ -5,6 +5,7 @@ Everything comes from the contracts (schemas/) and the view files (sql/), so it 
 
 from __future__ import annotations
 
+from scenelake import access
 from scenelake.contracts import all_contracts
 from scenelake.views import all_views, lineage
 
@@ -19,8 +20,13 @@ def markdown() -> str:
                   "| column | type | null | description |", "| --- | --- | --- | --- |"]
         for c in table.columns:
             pii = f" **PII ({c.pii})**" if c.pii else ""
+            description = c.description
+            if c.pii:
+                seen = ", ".join(f"{role.name} {access.column_access(role, table, c.name)}"
+                                 for role in access.POLICY if not role.writes)
+                description += f" (readers: {seen})"
             lines.append(f"| `{c.name}`{pii} | {c.type} | {'yes' if c.nullable else 'no'} | "
-                         f"{c.description.replace('|', '/')} |")
+                         f"{description.replace('|', '/')} |")
         lines.append("")
     for view in all_views():
         lines += [f"## `{view.name}` (view)", "", view.row_meaning, "", "| column | reads |", "| --- | --- |"]

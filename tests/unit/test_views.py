@@ -79,3 +79,4 @@ def test_catalog_lists_every_table_and_view_with_pii_flags() -> None:
     for name in [*all_contracts(), *(v.name for v in views.all_views())]:
         assert f"## `{name}`" in page
     assert "| `device_serial` **PII (device)** |" in page
+    assert "(readers: ml_engineer allowed, analyst masked) |" in page
