@@ -162,7 +162,11 @@ class TrinoServer:
             raise TrinoServerError(
                 f"the Trino launcher failed: {(started.stderr or started.stdout).strip()[:300]}")
         ready = self.wait_ready(timeout)
-        self._ensure_key_table(timeout)
+        try:
+            self._ensure_key_table(timeout)
+        except Exception:
+            self.down()  # a server this call started and cannot use must not outlive it
+            raise
         return ready
 
     def _ensure_key_table(self, timeout: float) -> None:
