@@ -3,7 +3,8 @@
 -- in it, how many of their frames the lake knows (labelled or predicted on) and how many were
 -- labelled, the ground-truth objects in those, and the subjects recorded (counted once per capture
 -- they appear in; no subject id is exposed). Every count adds up across rows, so any coarser grouping
--- is a sum. Captures without a manifest (imported datasets) have null attributes and null hours.
+-- is a sum. Captures the lake has frames of but no published manifest line for (imported datasets, or a
+-- manifest line in quarantine) count in the row whose attributes are all null, with null hours.
 with
 captures as (
   select
