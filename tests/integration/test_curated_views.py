@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scenelake import delta_io, views
+from scenelake import delta_io, quality, views
 from scenelake.contracts import all_contracts
 from scenelake.settings import Settings
 from scenelake.trino_client import connect, register_tables
@@ -27,6 +27,13 @@ ATTRIBUTES = ("source", "environment", "lighting", "motion", "occlusion", "crowd
 def lake(spark, faulty_lake, trino: Settings) -> Settings:  # type: ignore[no-untyped-def]
     """The shared faulty lake (tests/conftest.py), its tables registered and every view deployed."""
     lake, _ = faulty_lake
+    # The lake's gates all passed: one more gate run stops a batch of silver.model_runs that has a run
+    # twice (the contract's key check), so the history has a failure to count. Only
+    # ops.quality_results changes, which the conservation tests do not read.
+    runs = delta_io.read_table(spark, lake, "silver.model_runs")
+    with pytest.raises(quality.QualityGateFailed):
+        quality.gate(runs.unionByName(runs.limit(1)), "silver.model_runs",
+                     quality.GateRun(spark, lake, "test_curated_views", "a-run-twice"))
     names = [n for n in all_contracts() if delta_io.table_exists(spark, lake, n)]
     register_tables(lake, [tuple(n.split(".")) for n in names])  # type: ignore[misc]
     deployed = views.deploy(lake)
@@ -96,7 +103,7 @@ def test_capture_coverage_counts_every_combination(lake, tables) -> None:  # typ
     for column, series in counts.items():
         per_capture[column] = per_capture["capture_id"].map(series).fillna(0).astype(int)
     want = (per_capture.groupby(list(ATTRIBUTES), dropna=False)
-            .agg(captures=("capture_id", "size"), hours=("duration_s", "sum"),
+            .agg(captures=("capture_id", "size"), hours=("duration_s", lambda h: h.sum(min_count=1)),
                  **{c: (c, "sum") for c in counts})
             .reset_index())
     want["hours"] = want["hours"] / 3600
@@ -205,8 +212,19 @@ def test_quality_history_summarises_each_gate_run(lake, tables) -> None:  # type
                                   unexpected_rows=("unexpected_rows", "sum"))
             .reset_index())
     got = trino_frame(lake, "select * from delta.ops.quality_history")
-    got["checked_at"] = pd.to_datetime(got["checked_at"])
-    want["checked_at"] = pd.to_datetime(want["checked_at"])
+    # Trino reads Delta timestamps as timestamp(3) with time zone; Spark's session time zone is UTC.
+    want["checked_at"] = want["checked_at"].dt.floor("ms").dt.tz_localize("UTC")
     assert_rows_equal(got[list(want.columns)], want, ["gate_run_id", "table_name", "checked_at"])
     assert set(got["table_name"]) >= {"silver.captures", "silver.predictions", "gold.detection_metrics"}
-    assert got["warned"].sum() + got["failed"].sum() > 0
+    stopped = got[got["outcome"] == "stopped"]
+    assert stopped[["job", "table_name", "failed"]].values.tolist() == [["test_curated_views", "silver.model_runs", 1]]
+    assert stopped["unexpected_rows"].iloc[0] == 2
+
+
+def test_readme_queries_of_the_curated_views_run(lake) -> None:  # type: ignore[no-untyped-def]
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("Curated views", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    statements = [s.strip() for s in block.split(";") if s.strip()]
+    assert len(statements) == 3
+    for sql in statements:
+        assert len(trino_frame(lake, sql)) > 0, sql
