@@ -108,3 +108,25 @@ def oracle_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFact
     annotations_job.run(spark, lake, progress=ingest.silent)
     predictions_job.run(spark, lake, progress=ingest.silent)
     return lake
+
+
+@pytest.fixture(scope="session")
+def faulty_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A generated landing zone with planted faults (8 captures, seed 11, 5% of records damaged), ingested
+    and evaluated; yields the lake's settings and the generator's ledger of faults.
+
+    Shared by the conservation tests and the curated views' tests, so the suite ingests it once.
+    """
+    import jobs.evaluate as evaluate_job
+    import jobs.ingest_annotations as annotations_job
+    import jobs.ingest_captures as captures_job
+    import jobs.ingest_predictions as predictions_job
+    from scenelake import ingest
+    from scenelake.generator import generate
+
+    root = tmp_path_factory.mktemp("generated")
+    lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+    ledger = generate(Path(lake.landing_root), captures=8, seed=11, defect_rate=0.05)
+    for job in (captures_job, annotations_job, predictions_job, evaluate_job):
+        job.run(spark, lake, progress=ingest.silent)
+    return lake, ledger.entries

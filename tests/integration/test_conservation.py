@@ -11,25 +11,14 @@ import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-import jobs.ingest_annotations as annotations_job
-import jobs.ingest_captures as captures_job
-import jobs.ingest_predictions as predictions_job
-from scenelake import delta_io, ingest
-from scenelake.generator import generate
-from scenelake.settings import Settings
+from scenelake import delta_io
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def generated(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    root = tmp_path_factory.mktemp("generated")
-    lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
-    ledger = generate(Path(lake.landing_root), captures=8, seed=11, defect_rate=0.05)
-    captures_job.run(spark, lake, progress=ingest.silent)
-    annotations_job.run(spark, lake, progress=ingest.silent)
-    predictions_job.run(spark, lake, progress=ingest.silent)
-    return lake, ledger.entries
+def generated(faulty_lake):  # type: ignore[no-untyped-def]
+    return faulty_lake
 
 
 def per_file(df: DataFrame) -> dict[str, int]:

@@ -17,7 +17,10 @@ pytestmark = pytest.mark.unit
 def test_every_view_parses_and_names_only_contract_columns() -> None:
     assert views.check() == []
     names = [v.name for v in views.all_views()]
-    assert names[:2] == ["gold.detection_evaluation", "gold.detection_slice_metrics"]
+    assert set(names) >= {"gold.detection_evaluation", "gold.detection_slice_metrics", "gold.capture_coverage",
+                          "gold.model_leaderboard", "gold.tracking_slice_metrics", "ops.data_health",
+                          "ops.quality_history"}
+    assert names.index("gold.detection_evaluation") < names.index("gold.detection_slice_metrics")
     for view in views.all_views():
         assert view.row_meaning.lower().startswith("one row per"), view.path
 
@@ -69,6 +72,28 @@ def test_lineage_reaches_table_columns_through_views() -> None:
     assert sliced == {"num_captures": ["gold.detection_matches.capture_id"]}
     assert {"gold.detection_matches.tp_all", "gold.detection_matches.ig_all"} <= set(
         views.lineage("gold.detection_slice_metrics", "ap50")["ap50"])
+
+
+def test_lineage_of_the_curated_views() -> None:
+    tracking = views.lineage("gold.tracking_slice_metrics", "mota")
+    assert tracking == {"mota": ["gold.tracking_metrics.fn", "gold.tracking_metrics.fp",
+                                 "gold.tracking_metrics.gt_dets", "gold.tracking_metrics.idsw"]}
+    assert views.lineage("gold.model_leaderboard", "rank_in_model") == {
+        "rank_in_model": ["gold.detection_metrics.ap", "silver.model_runs.model_name"]}
+    coverage = views.lineage("gold.capture_coverage")
+    assert coverage["hours"] == ["silver.captures.duration_s"]
+    assert coverage["occlusion"] == ["silver.captures.tags"]
+    assert views.lineage("ops.data_health", "day") == {"day": ["ops.quarantine.batch_id"]}
+
+
+def test_no_view_column_reads_a_pii_column() -> None:
+    from scenelake.contracts import all_contracts
+
+    pii = {f"{name}.{c.name}" for name, table in all_contracts().items() for c in table.columns if c.pii}
+    assert {"ops.quarantine.payload", "silver.subjects.subject_id"} <= pii
+    for view in views.all_views():
+        for column, sources in views.lineage(view.name).items():
+            assert not pii & set(sources), f"{view.name}.{column} reads {sorted(pii & set(sources))}"
 
 
 def test_catalog_lists_every_table_and_view_with_pii_flags() -> None:
