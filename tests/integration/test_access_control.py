@@ -275,3 +275,16 @@ def test_cli_jar_python_client_and_sqlalchemy_each_query_as_analyst(access_lake:
                                  "--execute", "select payload from ops.quarantine"],
                                 capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert denied_run.returncode != 0 and "Access Denied" in denied_run.stderr
+
+
+def test_readers_can_read_every_curated_view(access_lake: Settings) -> None:
+    """Every view in sql/ deploys over the one-row tables and answers analysts and ML engineers
+    (SECURITY INVOKER: they read only what their own rules allow); outsiders are denied."""
+    deployed = views.deploy(access_lake)
+    assert sorted(deployed) == sorted(v.name for v in views.all_views())
+    for name in deployed:
+        target = f"{quote(access_lake.trino_catalog)}.{name}"
+        counts = {user: select(access_lake, user, f"select count(*) from {target}") for user in
+                  ("pipeline", "analyst", "ml_engineer")}
+        assert counts["analyst"] == counts["ml_engineer"] == counts["pipeline"], (name, counts)
+        denied(access_lake, "mallory", f"select count(*) from {target}")
