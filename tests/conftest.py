@@ -32,6 +32,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Tables in tests hold tens to thousands of rows: Spark's fixed costs per query dominate, so the test
+# session trims them. None of these changes what a query returns.
+TEST_SPARK_CONF = {
+    # One reduce task per shuffle, one task to rebuild a Delta snapshot.
+    "spark.sql.shuffle.partitions": "1",
+    "spark.databricks.delta.snapshotPartitions": "1",
+}
+# Also for the jobs tests start as subprocesses (pyspark reads PYSPARK_SUBMIT_ARGS when it launches
+# the JVM; conf/embedded.toml does not set these keys). Compiling generated Java for every plan costs
+# more than interpreting a few rows, and a short-lived JVM gains from the JIT's quick tier only.
+TEST_SUBMIT_ARGS = ("--conf spark.sql.codegen.wholeStage=false --conf spark.sql.codegen.factoryMode=NO_CODEGEN "
+                    "--driver-java-options -XX:TieredStopAtLevel=1 pyspark-shell")
+
+
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("scenelake")
@@ -42,6 +56,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         "SCENELAKE_STATE_DIR": str(root / "state"),
         "SCENELAKE_TRINO_PORT": os.environ.get("SCENELAKE_TEST_TRINO_PORT", str(free_port())),
         "SCENELAKE_TRINO_HEAP": "2G",
+        "PYSPARK_SUBMIT_ARGS": os.environ.get("PYSPARK_SUBMIT_ARGS", TEST_SUBMIT_ARGS),
     })
     return load_settings()
 
@@ -50,7 +65,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def spark(settings: Settings):  # type: ignore[no-untyped-def]
     from scenelake.spark import get_spark
 
-    session = get_spark("scenelake-tests", settings, extra_conf={"spark.driver.memory": "2g"})
+    session = get_spark("scenelake-tests", settings, extra_conf={"spark.driver.memory": "2g", **TEST_SPARK_CONF})
     driver_pid = session.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
     yield session
     status = Path(f"/proc/{driver_pid}/status")

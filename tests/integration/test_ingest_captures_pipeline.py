@@ -1,4 +1,9 @@
-"""Captures end to end: landing -> bronze -> quarantine and gated silver -> Trino, rerun-safe."""
+"""Captures end to end: landing -> bronze -> quarantine and gated silver -> Trino, rerun-safe.
+
+The sample manifest is ingested once for the module (`sampled`); a test that changes that lake
+works on a file copy of it (`after_sample`), which is the state a second run of its own would
+start from.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,26 @@ def lake(settings: Settings, tmp_path: Path) -> Settings:
     return own
 
 
+@pytest.fixture(scope="module")
+def sampled(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The sample manifest landed in a fresh lake and ingested once: (lake, the run's report)."""
+    root = tmp_path_factory.mktemp("sampled")
+    own = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+    (root / "landing" / "manifests").mkdir(parents=True)
+    land(own, "captures-2026-11-01.jsonl")
+    return own, run(spark, own, progress=lambda _m: None)
+
+
+@pytest.fixture
+def after_sample(sampled, tmp_path: Path) -> Settings:  # type: ignore[no-untyped-def]
+    """A private copy of the lake and landing zone the sample run left."""
+    source, _ = sampled
+    own = source.with_overrides(lake_root=str(tmp_path / "lake"), landing_root=str(tmp_path / "landing"))
+    shutil.copytree(source.lake_root, own.lake_root)
+    shutil.copytree(source.landing_root, own.landing_root)
+    return own
+
+
 def land(settings: Settings, name: str, lines: list[str] | None = None) -> Path:
     target = Path(settings.landing_root) / "manifests" / name
     if lines is None:
@@ -47,9 +72,8 @@ def versions(spark, settings: Settings) -> tuple[int | None, int | None]:  # typ
             delta_io.table_version(spark, settings, SILVER))
 
 
-def test_sample_lands_in_bronze_and_silver_and_reads_in_trino(spark, trino, lake) -> None:  # type: ignore[no-untyped-def]
-    land(lake, "captures-2026-11-01.jsonl")
-    report = run(spark, lake, progress=lambda _m: None)
+def test_sample_lands_in_bronze_and_silver_and_reads_in_trino(trino, sampled) -> None:  # type: ignore[no-untyped-def]
+    lake, report = sampled
     assert (report.new_files, report.bronze_rows_added, report.silver_rows, report.subjects, report.quarantined) == (
         ["manifests/captures-2026-11-01.jsonl"], 13, 12, 25, 1)
     register_tables(lake, [("bronze", "captures"), ("silver", "captures"), ("silver", "subjects"),
@@ -70,9 +94,8 @@ def test_sample_lands_in_bronze_and_silver_and_reads_in_trino(spark, trino, lake
         ["silver.captures", 3, "duplicate_of:manifests/captures-2026-11-01.jsonl:13"]]
 
 
-def test_rerun_and_redelivery_change_nothing_and_new_files_are_added(spark, lake) -> None:  # type: ignore[no-untyped-def]
-    land(lake, "captures-2026-11-01.jsonl")
-    run(spark, lake, progress=lambda _m: None)
+def test_rerun_and_redelivery_change_nothing_and_new_files_are_added(spark, after_sample) -> None:  # type: ignore[no-untyped-def]
+    lake = after_sample
     before = versions(spark, lake)
     published = {t: as_rows(delta_io.read_table(spark, lake, t)) for t in (SILVER, SUBJECTS)}
 
@@ -102,10 +125,8 @@ def test_rerun_and_redelivery_change_nothing_and_new_files_are_added(spark, lake
         ["manifests/captures-2026-11-02.jsonl"], 1, 13)
 
 
-def test_bad_lines_are_quarantined_and_the_good_ones_published(spark, lake) -> None:  # type: ignore[no-untyped-def]
-    land(lake, "captures-2026-11-01.jsonl")
-    run(spark, lake, progress=lambda _m: None)
-
+def test_bad_lines_are_quarantined_and_the_good_ones_published(spark, after_sample) -> None:  # type: ignore[no-untyped-def]
+    lake = after_sample
     first = json.loads(SAMPLE.read_text().splitlines()[0])
     bad = [
         json.dumps({**first, "capture_id": "cap-0200", "sensor": "thermal"}),
