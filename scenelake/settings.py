@@ -45,6 +45,11 @@ class Settings:
     trino_heap: str
     trino_query_max_memory_per_node: str
     spark_conf: dict[str, str] = field(default_factory=dict)
+    # Table maintenance (jobs/maintain.py): VACUUM keeps files a reader may need for this long, and
+    # a partition is compacted once it holds this many files smaller than this size.
+    vacuum_retention_hours: int = 168
+    compact_min_small_files: int = 5
+    compact_small_file_mb: int = 64
 
     @property
     def is_local_lake(self) -> bool:
@@ -107,6 +112,9 @@ def load_settings(env: str | None = None) -> Settings:
             trino_heap=str(raw["trino_heap"]),
             trino_query_max_memory_per_node=str(raw["trino_query_max_memory_per_node"]),
             spark_conf=spark_conf,
+            vacuum_retention_hours=int(raw.get("vacuum_retention_hours", 168)),
+            compact_min_small_files=int(raw.get("compact_min_small_files", 5)),
+            compact_small_file_mb=int(raw.get("compact_small_file_mb", 64)),
         )
     except KeyError as exc:
         raise SettingsError(f"{profile} lacks the key {exc.args[0]!r}") from exc
