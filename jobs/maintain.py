@@ -3,10 +3,13 @@
 For each table in the lake (schemas/<layer>/<table>.yaml with data under the lake root):
 
   compact  OPTIMIZE the partitions holding at least `compact_min_small_files` files smaller than
-           `compact_small_file_mb` (conf/<env>.toml), Z-ordered by the contract's `zorder_by`, so a
-           filter on a partition column or a lookup of one capture opens few files
+           `compact_small_file_mb` (conf/<env>.toml) into files of about `compact_target_file_mb`,
+           Z-ordered by the contract's `zorder_by`, so a filter on a partition column or a lookup
+           of one capture opens few files
   vacuum   delete the data files the table stopped referencing more than `vacuum_retention_hours`
-           ago (default 168, Delta's safety minimum; shorter only with --allow-unsafe-retention)
+           ago (default 168, Delta's safety minimum; shorter only with --allow-unsafe-retention).
+           Delta 4 ignores VACUUM's RETAIN clause, so a retention other than the default is set
+           as the table's delta.deletedFileRetentionDuration (one commit, once)
   analyze  Trino's ANALYZE on each compacted table (column statistics for its cost-based planner)
 
 and prints, per table, the data files and MiB before and after. It is the pipeline's last step.
@@ -65,6 +68,7 @@ def run(spark: SparkSession, settings: Settings, progress: maintenance.Progress 
             spark, settings.table_path(contract.layer, contract.table), contract, retention_hours=hours,
             allow_unsafe_retention=allow_unsafe_retention, min_small_files=settings.compact_min_small_files,
             small_file_bytes=settings.compact_small_file_mb * 2**20,
+            target_file_bytes=settings.compact_target_file_mb * 2**20,
             analyze=_analyzer(settings, name) if analyze else None, progress=progress)
         progress(f"[maintain] {report.line()} ({time.monotonic() - started:.0f}s)")
         reports.append(report)

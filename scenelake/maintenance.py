@@ -156,7 +156,7 @@ def data_files(spark: SparkSession, path: str) -> list[DataFile]:
 
 
 def maintain_table(spark: SparkSession, path: str, table: Contract, *, retention_hours: int,
-                   allow_unsafe_retention: bool, min_small_files: int, small_file_bytes: int,
+                   allow_unsafe_retention: bool, min_small_files: int, small_file_bytes: int, target_file_bytes: int,
                    analyze: Callable[[], None] | None, progress: Progress) -> TableReport:
     """Compact the partitions worth it, vacuum what the retention allows, analyze what changed."""
     check_retention(retention_hours, allow_unsafe_retention)
@@ -166,7 +166,11 @@ def maintain_table(spark: SparkSession, path: str, table: Contract, *, retention
     if compact:
         progress(f"[maintain] {table.name}: compacting {len(partitions)} partition(s)"
                  + (f", Z-order by {', '.join(table.zorder_by)}" if table.zorder_by else ""))
-        spark.sql(optimize_sql(path, table, partitions)).collect()
+        spark.conf.set("spark.databricks.delta.optimize.maxFileSize", str(target_file_bytes))
+        try:
+            spark.sql(optimize_sql(path, table, partitions)).collect()
+        finally:
+            spark.conf.unset("spark.databricks.delta.optimize.maxFileSize")
     properties = DeltaTable.forPath(spark, path).detail().first()["properties"]  # type: ignore[index]
     retention = retention_property(properties.get(RETENTION_PROPERTY), retention_hours)
     if retention is not None:

@@ -50,6 +50,7 @@ class Settings:
     vacuum_retention_hours: int = 168
     compact_min_small_files: int = 5
     compact_small_file_mb: int = 64
+    compact_target_file_mb: int = 128
 
     @property
     def is_local_lake(self) -> bool:
@@ -115,6 +116,7 @@ def load_settings(env: str | None = None) -> Settings:
             vacuum_retention_hours=int(raw.get("vacuum_retention_hours", 168)),
             compact_min_small_files=int(raw.get("compact_min_small_files", 5)),
             compact_small_file_mb=int(raw.get("compact_small_file_mb", 64)),
+            compact_target_file_mb=int(raw.get("compact_target_file_mb", 128)),
         )
     except KeyError as exc:
         raise SettingsError(f"{profile} lacks the key {exc.args[0]!r}") from exc

@@ -32,15 +32,16 @@ def capture_row(i: int) -> tuple:  # type: ignore[type-arg]
 
 @pytest.fixture(scope="module")
 def lake(spark, trino: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
-    """silver.predictions: 6 appends of one file per run partition (18 files); silver.captures: 6 one-file appends."""
+    """silver.predictions with 6 files of 5 rows per run partition (18 files), silver.captures with 6 files
+    of one row: the small files that many appends leave, written in one commit each to keep the test fast."""
     root: Path = tmp_path_factory.mktemp("maintain")
     lake = trino.with_overrides(lake_root=str(root / "lake"))
     predictions, captures = contract("silver.predictions"), contract("silver.captures")
-    for batch in range(BATCHES):
-        frame = spark.createDataFrame(prediction_rows(batch), predictions.spark_schema()).repartition(1)
-        delta_io.append(spark, lake, "silver.predictions", frame)
-        delta_io.append(spark, lake, "silver.captures",
-                        spark.createDataFrame([capture_row(batch)], captures.spark_schema()).repartition(1))
+    rows = [row for batch in range(BATCHES) for row in prediction_rows(batch)]
+    (spark.createDataFrame(rows, predictions.spark_schema()).coalesce(1).write.format("delta")
+     .partitionBy("run_id").option("maxRecordsPerFile", 5).save(lake.table_path("silver", "predictions")))
+    (spark.createDataFrame([capture_row(i) for i in range(BATCHES)], captures.spark_schema()).coalesce(1)
+     .write.format("delta").option("maxRecordsPerFile", 1).save(lake.table_path("silver", "captures")))
     return lake
 
 
