@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlglot  # noqa: E402
+from sqlglot import exp  # noqa: E402
 
 from scenelake import delta_io, maintenance, views  # noqa: E402
 from scenelake.contracts import all_contracts, contract  # noqa: E402
@@ -131,9 +132,10 @@ def build_lake(spark, settings: Settings, predictions: int, runs: int, captures:
     write(pred, "silver.predictions", 1)
     # Match records: each prediction on a labelled frame (an outcome from its hash) and each object, per run.
     on_labelled = pred.where(F.col("frame_index") % 5 == 0)
-    # A true positive at IoU threshold t is one at every lower threshold: bits 0..k.
-    tp = F.when(F.col("score") > 0.3, F.shiftleft(F.lit(1), F.abs(F.hash("prediction_id")) % 10 + 1) - 1) \
-        .otherwise(F.lit(0))
+    # About a third of the detections are true positives (fewer than the objects); one at IoU
+    # threshold t is one at every lower threshold: bits 0..k. Synthetic outcomes, not a matching.
+    positive = (F.col("score") > 0.3) & (F.abs(F.hash("prediction_id", F.lit(3))) % 2 == 0)
+    tp = F.when(positive, F.expr("shiftleft(1, abs(hash(prediction_id)) % 10 + 1) - 1")).otherwise(F.lit(0))
     dets = on_labelled.select(
         "run_id", "_r", "capture_id", "frame_index", "category_id", "category", F.lit("prediction").alias("kind"),
         F.col("prediction_id").alias("object_id"), "score", F.lit(9000.0).alias("area"), F.lit(False).alias("is_crowd"),
@@ -183,7 +185,7 @@ order by 1, 2, 3, 4
 
 def queries(run_a: str, run_b: str, capture: str) -> list[tuple[str, str, str | None]]:
     """(name, Trino SQL, the table whose share of files is reported, or None)."""
-    slice_sql = views.slice_query(["lighting"], [run_a, run_b]) + "\norder by run_id, slice_value"
+    slice_sql = views.slice_query(["lighting"], [run_a, run_b]) + "\norder by 1, 2, 3"
     return [
         ("slice metrics, 2 runs", slice_sql, None),
         ("  files: detection_matches run_id in (A, B)",
@@ -221,7 +223,17 @@ def duckdb_connection(settings: Settings, tables: list[str]):  # type: ignore[no
 
 
 def to_duckdb(trino_sql: str) -> str:
-    return sqlglot.transpile(trino_sql, read="trino", write="duckdb")[0]
+    """sqlglot's transpilation, plus the Trino functions it passes through unchanged (DuckDB lacks them)."""
+    tree = sqlglot.parse_one(trino_sql, read="trino")
+
+    def fix(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "bitwise_right_shift":
+            return exp.paren(exp.BitwiseRightShift(this=node.expressions[0], expression=node.expressions[1]))
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "bitwise_left_shift":
+            return exp.paren(exp.BitwiseLeftShift(this=node.expressions[0], expression=node.expressions[1]))
+        return node
+
+    return tree.transform(fix).sql(dialect="duckdb")
 
 
 def same(a: list[list[Any]], b: list[list[Any]]) -> bool:
