@@ -5,8 +5,9 @@ which would take most of an hour at this size here): silver.captures, silver.fra
 silver.annotations, silver.model_runs, silver.predictions (N predictions over R model runs) and
 gold.detection_matches for every run, each written in several appends of small files as hourly
 batches would be, with the contracts' partitioning. Then it runs jobs/maintain.py (compaction with
-the contracts' Z-order, VACUUM, Trino's ANALYZE) and prints the data files per table before and
-after.
+the contracts' Z-order into files of --target-file-mb, of every partition with at least
+--min-small-files small files; VACUUM; Trino's ANALYZE) and prints the data files per table
+before and after.
 
 The same queries then run on the embedded Trino (trino client) and on DuckDB with its Delta
 extension (the duckdb-ext-delta wheel, loaded from disk: no download), each written once in Trino
@@ -273,6 +274,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=250, help="frames per capture (every 5th is labelled)")
     parser.add_argument("--batches", type=int, default=6, help="appends per table before maintenance")
     parser.add_argument("--target-file-mb", type=int, default=16, help="compaction target file size")
+    parser.add_argument("--min-small-files", type=int, default=2,
+                        help="compact a partition holding this many small files (the pipeline's default is 5)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per query and engine (after a warm-up)")
     parser.add_argument("--lake", default="/tmp/scenelake-bench-trino-duckdb/lake",
                         help="lake root; reused when it holds every table (--rebuild to start over)")
@@ -288,7 +291,7 @@ def main() -> int:
 
     settings = load_settings().with_overrides(
         lake_root=args.lake, compact_target_file_mb=args.target_file_mb,
-        compact_small_file_mb=max(1, args.target_file_mb // 2))
+        compact_small_file_mb=max(1, args.target_file_mb // 2), compact_min_small_files=args.min_small_files)
     spark = get_spark("bench-trino-duckdb", settings)
     started = time.perf_counter()
     reuse = not args.rebuild and all(delta_io.table_exists(spark, settings, n) for n in TABLES)

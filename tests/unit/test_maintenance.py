@@ -66,3 +66,15 @@ def test_the_retention_property_is_set_only_when_it_differs() -> None:
     assert retention_property("interval 720 hours", 720) is None
     assert retention_property("interval 1 weeks", 168) == "interval 168 hours"
     assert vacuum_sql("/l/t", dry_run=True) == "vacuum delta.`/l/t` dry run"
+
+
+def test_files_read_are_the_scan_operators_drivers_in_trinos_query_record() -> None:
+    from scenelake.trino_client import scan_splits
+
+    info = {"queryStats": {"operatorSummaries": [
+        {"operatorType": "ScanFilterAndProjectOperator", "totalDrivers": 3},
+        {"operatorType": "TableScanOperator", "totalDrivers": 2},
+        {"operatorType": "HashAggregationOperator", "totalDrivers": 7},
+        {"operatorType": "ExchangeOperator", "totalDrivers": 4},
+    ]}}
+    assert scan_splits(info) == 5
