@@ -177,8 +177,8 @@ def maintain_table(spark: SparkSession, path: str, table: Contract, *, retention
         progress(f"[maintain] {table.name}: {RETENTION_PROPERTY} = {retention}")
         spark.sql(f"alter table delta.`{path}` set tblproperties ('{RETENTION_PROPERTY}' = '{retention}')")
     # Delta's own check compares with the property just set, so a shorter retention that passed
-    # check_retention (explicitly allowed) goes through. A dry run first: VACUUM records commits,
-    # so skipping it when nothing is to be deleted keeps a rerun on a maintained table commit-free.
+    # check_retention (explicitly allowed) goes through. A dry run first: VACUUM can record commits
+    # (vacuum logging), so skipping it when nothing is to be deleted keeps a rerun commit-free.
     doomed = spark.sql(vacuum_sql(path, dry_run=True)).count()
     if doomed:
         progress(f"[maintain] {table.name}: vacuuming {doomed} file(s)")
