@@ -1,9 +1,10 @@
 """The scheduled pipeline: every ingestion job in order, in one Spark session, then Trino.
 
 captures -> annotations (frames) -> predictions (need frames) -> evaluation (gold) -> comparison of
-each model's newest run with its previous one (gold.slice_comparisons), then every table that
-exists is registered in Trino. A job whose quality gate fails stops the pipeline with exit code 1; the
-tables it did not publish stay at their previous version.
+each model's newest run with its previous one (gold.slice_comparisons) -> maintenance (compaction,
+VACUUM, Trino statistics; jobs/maintain.py), then every table that exists is registered in Trino.
+A job whose quality gate fails stops the pipeline with exit code 1; the tables it did not publish
+stay at their previous version.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import time
 
 from pyspark.sql import SparkSession
 
-from jobs import compare, evaluate, ingest_annotations, ingest_captures, ingest_predictions
+from jobs import compare, evaluate, ingest_annotations, ingest_captures, ingest_predictions, maintain
 from scenelake import delta_io
 from scenelake.contracts import all_contracts
 from scenelake.job import job_main
 from scenelake.settings import Settings
 
-STEPS = (ingest_captures, ingest_annotations, ingest_predictions, evaluate, compare)
+STEPS = (ingest_captures, ingest_annotations, ingest_predictions, evaluate, compare, maintain)
 
 
 def run(spark: SparkSession, settings: Settings, progress=print) -> None:  # type: ignore[no-untyped-def]

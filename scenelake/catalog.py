@@ -16,7 +16,8 @@ def markdown() -> str:
     for table in all_contracts().values():
         lines += [f"## `{table.name}`", "", f"*Grain:* {table.grain}", "", " ".join(table.description.split()), "",
                   f"*Primary key:* {', '.join(table.primary_key)}"
-                  + (f"; *partitioned by:* {', '.join(table.partition_by)}" if table.partition_by else ""), "",
+                  + (f"; *partitioned by:* {', '.join(table.partition_by)}" if table.partition_by else "")
+                  + (f"; *Z-ordered by:* {', '.join(table.zorder_by)}" if table.zorder_by else ""), "",
                   "| column | type | null | description |", "| --- | --- | --- | --- |"]
         for c in table.columns:
             pii = f" **PII ({c.pii})**" if c.pii else ""

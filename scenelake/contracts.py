@@ -67,6 +67,8 @@ class Contract:
     primary_key: tuple[str, ...]
     columns: tuple[Column, ...]
     partition_by: tuple[str, ...] = ()
+    # Columns OPTIMIZE clusters the files of each partition by (Z-order), for point lookups.
+    zorder_by: tuple[str, ...] = ()
     path: Path = field(default=Path(), compare=False)
 
     @property
@@ -181,12 +183,21 @@ def load_contract_file(path: Path) -> Contract:
         layer=raw["layer"], table=raw["table"], grain=raw["grain"],
         description=raw["description"], primary_key=tuple(raw["primary_key"]),
         columns=tuple(_column(c, path) for c in raw["columns"]),
-        partition_by=tuple(raw.get("partition_by", [])), path=path,
+        partition_by=tuple(raw.get("partition_by") or []), zorder_by=tuple(raw.get("zorder_by") or []), path=path,
     )
-    unknown = [k for k in (*contract.primary_key, *contract.partition_by)
+    unknown = [k for k in (*contract.primary_key, *contract.partition_by, *contract.zorder_by)
                if k not in contract.column_names]
     if unknown:
-        raise ContractError(f"{path}: key or partition columns {unknown} are not columns")
+        raise ContractError(f"{path}: key, partition or zorder columns {unknown} are not columns")
+    # Delta refuses to Z-order by a partition column (each file holds one value of it anyway).
+    both = sorted(set(contract.partition_by) & set(contract.zorder_by))
+    if both:
+        raise ContractError(f"{path}: zorder_by column(s) {both} are partition columns; a file holds one "
+                            "value of a partition column, so Z-ordering by it does nothing")
+    nested = [c.name for c in map(contract.column, (*contract.partition_by, *contract.zorder_by))
+              if c.type not in PRIMITIVES]
+    if nested:
+        raise ContractError(f"{path}: partition and zorder columns must be of a primitive type, not {nested}")
     return contract
 
 
@@ -209,7 +220,14 @@ def contract(name: str, root: Path = SCHEMAS_DIR) -> Contract:
 
 
 def fingerprint(*names: str, root: Path = SCHEMAS_DIR) -> str:
-    """A short digest of these tables' columns and types. A job records it with the inputs it
-    built silver from, so a contract change (say, a new column) rebuilds silver once."""
-    text = ";".join(f"{name}:{contract(name, root).spark_schema().simpleString()}" for name in names)
+    """A short digest of these tables' columns, types and partitioning. A job records it with the
+    inputs it built silver from, so a contract change (a new column, a new partitioning) rebuilds
+    silver once. Z-order columns are left out: they change how OPTIMIZE lays out files, not the rows."""
+    def text_of(name: str) -> str:
+        table = contract(name, root)
+        # Unpartitioned tables keep the digest they had before partitioning was part of it.
+        layout = f"/partition_by={','.join(table.partition_by)}" if table.partition_by else ""
+        return f"{name}:{table.spark_schema().simpleString()}{layout}"
+
+    text = ";".join(text_of(name) for name in names)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -2,7 +2,8 @@
 
 Every write checks the DataFrame against the table's contract first: a job cannot write a
 table that has no contract, or a column the contract lacks. A column the contract gained since
-the table was created is added to the table first (additive columns are not a breaking change).
+the table was created is added to the table first (additive columns are not a breaking change),
+and a table whose partitioning differs from its contract's is rewritten with the contract's first.
 """
 
 from __future__ import annotations
@@ -61,6 +62,28 @@ def add_new_columns(spark: SparkSession, path: str, table: Contract) -> None:
         spark.sql(f"alter table delta.`{path}` add columns ({column})")
 
 
+def partition_columns(spark: SparkSession, path: str) -> list[str]:
+    return list(DeltaTable.forPath(spark, path).detail().first()["partitionColumns"])  # type: ignore[index]
+
+
+def conform_layout(spark: SparkSession, path: str, table: Contract) -> bool:
+    """Rewrite an existing table partitioned otherwise than its contract says, in one atomic
+    overwrite commit (same rows, new layout; older versions stay readable by time travel).
+    Returns whether it rewrote. A crash before the commit leaves the old layout, and the next
+    write tries again; Delta cannot change partitioning in place."""
+    if partition_columns(spark, path) == list(table.partition_by):
+        return False
+    (spark.read.format("delta").load(path).write.format("delta").mode("overwrite")
+     .option("overwriteSchema", "true").partitionBy(*table.partition_by)
+     .option("userMetadata", f"layout: partition_by={','.join(table.partition_by)}").save(path))
+    return True
+
+
+def _prepare_existing(spark: SparkSession, path: str, table: Contract) -> None:
+    add_new_columns(spark, path, table)
+    conform_layout(spark, path, table)
+
+
 def _writer_options(commit_metadata: str | None) -> dict[str, str]:
     return {"userMetadata": commit_metadata} if commit_metadata else {}
 
@@ -70,7 +93,7 @@ def append(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
     table = contract(name)
     path = settings.table_path(table.layer, table.table)
     if DeltaTable.isDeltaTable(spark, path):
-        add_new_columns(spark, path, table)
+        _prepare_existing(spark, path, table)
     writer = _conformed(df, table).write.format("delta").mode("append")
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)
@@ -96,7 +119,7 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
     if not DeltaTable.isDeltaTable(spark, path):
         append(spark, settings, name, source, commit_metadata)
         return
-    add_new_columns(spark, path, table)
+    _prepare_existing(spark, path, table)
     key = " and ".join(f"t.`{k}` = s.`{k}`" for k in table.primary_key)
     changed = " or ".join(f"not ({_comparable('t', c)} <=> {_comparable('s', c)})"
                           for c in table.columns if c.name not in table.primary_key)
@@ -121,6 +144,7 @@ def replace_where(spark: SparkSession, settings: Settings, name: str, df: DataFr
     if not DeltaTable.isDeltaTable(spark, path):
         append(spark, settings, name, df, commit_metadata)
         return
+    _prepare_existing(spark, path, table)
     writer = (_conformed(df, table).write.format("delta").mode("overwrite").option("replaceWhere", condition)
               .options(**_writer_options(commit_metadata)))
     if table.partition_by:

@@ -47,6 +47,12 @@ class Settings:
     spark_conf: dict[str, str] = field(default_factory=dict)
     # Extra members of the access groups (scenelake.access): {"analyst": ["alice"], ...}.
     access_groups: dict[str, list[str]] = field(default_factory=dict)
+    # Table maintenance (jobs/maintain.py): VACUUM keeps files a reader may need for this long, and
+    # a partition is compacted once it holds this many files smaller than this size.
+    vacuum_retention_hours: int = 168
+    compact_min_small_files: int = 5
+    compact_small_file_mb: int = 64
+    compact_target_file_mb: int = 128
 
     @property
     def is_local_lake(self) -> bool:
@@ -111,6 +117,10 @@ def load_settings(env: str | None = None) -> Settings:
             trino_query_max_memory_per_node=str(raw["trino_query_max_memory_per_node"]),
             spark_conf=spark_conf,
             access_groups=access_groups,
+            vacuum_retention_hours=int(raw.get("vacuum_retention_hours", 168)),
+            compact_min_small_files=int(raw.get("compact_min_small_files", 5)),
+            compact_small_file_mb=int(raw.get("compact_small_file_mb", 64)),
+            compact_target_file_mb=int(raw.get("compact_target_file_mb", 128)),
         )
     except KeyError as exc:
         raise SettingsError(f"{profile} lacks the key {exc.args[0]!r}") from exc

@@ -101,3 +101,40 @@ def row_counts(settings: Settings) -> list[list[Any]]:
     return [[f"{layer}.{table}",
              query(settings, f"select count(*) from {catalog}.{quote(layer)}.{quote(table)}")[0][0]]
             for layer, table in tables]
+
+
+SCAN_OPERATORS = ("TableScanOperator", "ScanFilterAndProjectOperator")
+
+
+def query_info(settings: Settings, query_id: str) -> dict[str, Any]:
+    """Trino's record of a finished query (`/v1/query/<id>`): its plan, stages and statistics."""
+    import json
+    import urllib.request
+
+    url = f"http://{settings.trino_host}:{settings.trino_port}/v1/query/{query_id}"
+    request = urllib.request.Request(url, headers={"X-Trino-User": settings.trino_user})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        info: dict[str, Any] = json.load(response)
+    return info
+
+
+def scan_splits(info: dict[str, Any]) -> int:
+    """How many splits the query's table scans processed: one driver per split. A Delta file smaller
+    than the connector's split size (32 MB for the first splits, 64 MB then) is one split."""
+    return sum(int(op["totalDrivers"]) for op in info["queryStats"]["operatorSummaries"]
+               if op["operatorType"] in SCAN_OPERATORS)
+
+
+def query_with_info(settings: Settings, sql: str) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Run a query and return its rows and Trino's record of it (see `query_info`)."""
+    conn = connect(settings)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        rows = [list(row) for row in cur.fetchall()]
+        query_id = cur.query_id
+    finally:
+        conn.close()
+    if query_id is None:
+        raise RuntimeError(f"Trino gave no query id for: {sql}")
+    return rows, query_info(settings, query_id)

@@ -84,3 +84,45 @@ def test_every_written_table_has_a_contract_and_silver_and_gold_have_a_suite() -
 
 def test_every_contract_is_written_by_a_job() -> None:
     assert set(all_contracts()) <= written_tables()
+
+
+def _contract_file(root: Path, layout: str) -> Path:
+    (root / "silver").mkdir(exist_ok=True)
+    path = root / "silver" / "things.yaml"
+    path.write_text("table: things\nlayer: silver\ngrain: one row per thing\ndescription: x\nprimary_key: [id]\n"
+                    f"{layout}columns:\n  - {{name: id, type: string, nullable: false, description: the id}}\n"
+                    "  - {name: run, type: string, nullable: false, description: the run}\n"
+                    "  - {name: tags, type: 'map<string,string>', nullable: true, description: tags}\n")
+    return path
+
+
+def test_layout_keys_name_columns_and_zorder_avoids_partition_columns(tmp_path: Path) -> None:
+    good = contracts.load_contract_file(_contract_file(tmp_path, "partition_by: [run]\nzorder_by: [id]\n"))
+    assert (good.partition_by, good.zorder_by) == (("run",), ("id",))
+    with pytest.raises(ContractError, match=r"zorder columns \['nope'\] are not columns"):
+        contracts.load_contract_file(_contract_file(tmp_path, "zorder_by: [nope]\n"))
+    with pytest.raises(ContractError, match=r"zorder_by column\(s\) \['run'\] are partition columns"):
+        contracts.load_contract_file(_contract_file(tmp_path, "partition_by: [run]\nzorder_by: [run, id]\n"))
+    with pytest.raises(ContractError, match=r"primitive type, not \['tags'\]"):
+        contracts.load_contract_file(_contract_file(tmp_path, "zorder_by: [tags]\n"))
+
+
+def test_a_new_partitioning_changes_the_fingerprint_and_a_zorder_does_not(tmp_path: Path) -> None:
+    def digest(layout: str) -> str:
+        _contract_file(tmp_path, layout)
+        contracts.all_contracts.cache_clear()
+        try:
+            return contracts.fingerprint("silver.things", root=tmp_path)
+        finally:
+            contracts.all_contracts.cache_clear()
+
+    plain = digest("")
+    assert digest("zorder_by: [id]\n") == plain
+    assert digest("partition_by: [run]\n") != plain
+
+
+def test_silver_predictions_and_detection_matches_are_partitioned_by_run() -> None:
+    found = all_contracts()
+    for name in ("silver.predictions", "gold.detection_matches"):
+        assert found[name].partition_by == ("run_id",)
+        assert found[name].zorder_by[0] == "capture_id"
