@@ -218,7 +218,7 @@ def duckdb_connection(settings: Settings, tables: list[str]):  # type: ignore[no
         con.execute(f"create schema if not exists {layer}")
         con.execute(f"create or replace view {layer}.{table} as select * from "
                     f"delta_scan('{settings.table_path(layer, table)}')")
-    for view in views.all_views():
+    for view in views.deployable(tables):  # the views over the benchmark's tables, in dependency order
         con.execute(f"create or replace view {view.name} as {to_duckdb(view.sql)}")
     return con
 
