@@ -22,6 +22,8 @@ is evaluated with the reader's masks and does not reveal it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -33,6 +35,7 @@ from typing import Any
 
 from scenelake.contracts import PII_KINDS, SCHEMAS_DIR, Contract, all_contracts
 from scenelake.settings import LAYERS, Settings
+from scenelake.trino_client import quote
 
 ALLOW, MASK, DENY = "allowed", "masked", "denied"
 
@@ -75,11 +78,7 @@ KEY_USER = "pipeline"  # the user masks read the key as
 
 
 def key_table(catalog: str) -> str:
-    return ".".join(_quote(p) for p in (catalog, *KEY_TABLE))
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+    return ".".join(quote(p) for p in (catalog, *KEY_TABLE))
 
 
 def ensure_key_table(settings: Settings) -> str:
@@ -90,7 +89,7 @@ def ensure_key_table(settings: Settings) -> str:
     from scenelake.trino_client import query
 
     table = key_table(settings.trino_catalog)
-    query(settings, f"create schema if not exists {_quote(settings.trino_catalog)}.{_quote(KEY_TABLE[0])}",
+    query(settings, f"create schema if not exists {quote(settings.trino_catalog)}.{quote(KEY_TABLE[0])}",
           user=KEY_USER)
     location = settings.trino_location(*KEY_TABLE)
     # One statement creates the table with its key (a no-op when it exists): nothing can leave
@@ -107,22 +106,15 @@ def mask_expression(column: str, trino_type: str, kind: str, catalog: str) -> st
     """The SQL Trino evaluates instead of the column for a masked reader."""
     if kind != "raw" and trino_type == "varchar":
         key = f"from_hex((select key_hex from {key_table(catalog)}))"
-        return (f"'masked:' || lower(substr(to_hex(hmac_sha256(to_utf8({_quote(column)}), {key})), 1, 16))")
+        return (f"'masked:' || lower(substr(to_hex(hmac_sha256(to_utf8({quote(column)}), {key})), 1, 16))")
     return f"CAST(NULL AS {trino_type})"
 
 
 def masked_value(value: str | None, key: str) -> str | None:
     """What a masked identifier reads as (tests and support use it to match a value)."""
-    import hashlib
-    import hmac
-
     if value is None:
         return None
     return "masked:" + hmac.new(bytes.fromhex(key), value.encode(), hashlib.sha256).hexdigest()[:16]
-
-
-def _exact(name: str) -> str:
-    return re.escape(name)
 
 
 def rules(catalog: str, contracts: Mapping[str, Contract] | None = None) -> dict[str, Any]:
@@ -135,19 +127,20 @@ def rules(catalog: str, contracts: Mapping[str, Contract] | None = None) -> dict
                                   f"expected one of {', '.join(PII_KINDS)}")
     writers = "|".join(r.name for r in POLICY if r.writes)
     readers = [r for r in POLICY if not r.writes]
-    cat = _exact(catalog)
+    cat = re.escape(catalog)
     tables: list[dict[str, Any]] = [
         {"group": writers, "privileges": ["SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"]}]
     # The masking key: readers never read it (their masks do, as KEY_USER).
-    tables.append({"catalog": cat, "schema": _exact(KEY_TABLE[0]), "table": _exact(KEY_TABLE[1]), "privileges": []})
+    tables.append({"catalog": cat, "schema": re.escape(KEY_TABLE[0]), "table": re.escape(KEY_TABLE[1]),
+                   "privileges": []})
     for role in readers:
         # PII tables first: the first matching rule wins, so these come before the layer-wide rule.
         for table in contracts.values():
             pii = [c for c in table.columns if c.pii]
             if not pii:
                 continue
-            rule: dict[str, Any] = {"group": _exact(role.name), "catalog": cat, "schema": _exact(table.layer),
-                                    "table": _exact(table.table), "privileges": []}
+            rule: dict[str, Any] = {"group": re.escape(role.name), "catalog": cat, "schema": re.escape(table.layer),
+                                    "table": re.escape(table.table), "privileges": []}
             if table.layer in role.reads:
                 rule["privileges"] = ["SELECT"]
                 columns = []
@@ -161,12 +154,12 @@ def rules(catalog: str, contracts: Mapping[str, Contract] | None = None) -> dict
                             "mask_environment": {"user": KEY_USER}})
                 rule["columns"] = columns
             tables.append(rule)
-        tables.append({"group": _exact(role.name), "catalog": cat,
-                       "schema": "|".join(_exact(layer) for layer in role.reads), "privileges": ["SELECT"]})
+        tables.append({"group": re.escape(role.name), "catalog": cat,
+                       "schema": "|".join(re.escape(layer) for layer in role.reads), "privileges": ["SELECT"]})
     return {
         "catalogs": [
             {"group": writers, "allow": "all"},
-            *({"group": _exact(r.name), "catalog": f"{cat}|system", "allow": "read-only"} for r in readers),
+            *({"group": re.escape(r.name), "catalog": f"{cat}|system", "allow": "read-only"} for r in readers),
             {"allow": "none"},
         ],
         "schemas": [{"group": writers, "owner": True}, {"owner": False}],

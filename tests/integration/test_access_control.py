@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from scenelake import access, views
 from scenelake.contracts import Contract, all_contracts
 from scenelake.settings import LAYERS, Settings
-from scenelake.trino_client import connect, quote
+from scenelake.trino_client import connect, query, quote
 from scenelake.trino_server import TrinoServer
 
 pytestmark = pytest.mark.integration
@@ -62,13 +62,7 @@ def literal(dtype: T.DataType, label: str) -> str:
 
 
 def select(settings: Settings, user: str, sql: str) -> list[list[Any]]:
-    conn = connect(settings, user)
-    try:
-        cur = conn.cursor()
-        cur.execute(sql)
-        return [list(r) for r in cur.fetchall()]
-    finally:
-        conn.close()
+    return query(settings, sql, user=user)
 
 
 def denied(settings: Settings, user: str, sql: str) -> str:
