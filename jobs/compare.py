@@ -139,12 +139,14 @@ def run(spark: SparkSession, settings: Settings, progress=print,  # type: ignore
         progress("[compare] no pair of runs to compare (a model needs two evaluated runs)")
         return report
 
-    inputs = {t: delta_io.table_version(spark, settings, t) for t in (MATCHES, TRACKING, CAPTURES)}
-    marker = json.dumps({"inputs": inputs, "pairs": pairs, "options": asdict(options), "by": combinations},
-                        sort_keys=True)
+    # Data versions: compaction and VACUUM of an input never make a comparison run again.
+    inputs = {t: delta_io.data_version(spark, settings, t) for t in (MATCHES, TRACKING, CAPTURES)}
+    state = {"job": "compare", "inputs": inputs, "pairs": [list(p) for p in pairs], "options": asdict(options),
+             "by": [list(c) for c in combinations]}
+    marker = delta_io.marker_text(state)
     ids = [comparison_id(b, c) for b, c in pairs]
     where = f"comparison_id in ({', '.join(repr(i) for i in ids)})"
-    if delta_io.last_commit_metadata(spark, settings, COMPARISONS) == marker:
+    if delta_io.last_marker(spark, settings, COMPARISONS, "compare") == json.loads(marker):
         progress("[compare] up to date: inputs and options unchanged since the last comparison")
         stored = _pandas(delta_io.read_table(spark, settings, COMPARISONS).where(where))
         report.tables = {i: stored[stored["comparison_id"] == i].reset_index(drop=True) for i in ids}
@@ -153,8 +155,9 @@ def run(spark: SparkSession, settings: Settings, progress=print,  # type: ignore
         report.tables = _compute(spark, settings, progress, matches, pairs, options, combinations)
         if report.tables:
             frame = _spark_frame(spark, pd.concat(report.tables.values(), ignore_index=True))
-            quality.gate(frame, COMPARISONS)
+            quality.gate(frame, COMPARISONS, quality.GateRun(spark, settings, "compare", marker))
             delta_io.replace_where(spark, settings, COMPARISONS, frame, where, marker)
+            delta_io.ensure_marker(spark, settings, COMPARISONS, state)
     for cid, table in report.tables.items():
         for line in summary(cid, table, options, top):
             progress(line)

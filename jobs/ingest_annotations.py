@@ -10,6 +10,10 @@ unknown_category, duplicate_of:<file>:<record>, also for every record of a file 
 under another name). Fields of a COCO annotation the contract does not know (segmentation, ...)
 are kept in `extra`. Runs as `scenelake run ingest_annotations` or
 `spark-submit jobs/ingest_annotations.py`.
+
+Incremental: a run judges only the bronze batches added since its last marker; a frame or
+object delivered again competes with the record that won its key so far ("latest delivery wins",
+as a full rebuild would decide). With nothing new it reads no record and commits nothing.
 """
 
 from __future__ import annotations
@@ -202,48 +206,62 @@ def annotations_in_frames(annotations: DataFrame, frames: DataFrame, captures: D
     return annotations.join(sizes, ["capture_id", "frame_index"], "left")
 
 
+def candidate_frames(records: DataFrame) -> DataFrame:
+    return coco_frames(records).unionByName(mot_frames(ingest.mot_rows(records.where(F.col("format") == "mot"))))
+
+
+def candidate_annotations(records: DataFrame) -> DataFrame:
+    rows = ingest.mot_rows(records.where(F.col("format") == "mot"))
+    return coco_annotations(records).unionByName(mot_annotations(rows))
+
+
 def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = print) -> Report:
     batch_id = ingest.new_batch_id()
     names, added = land_new_files(spark, settings, batch_id, progress)
     ingest.crash_point("annotations:after_bronze")
-    version = delta_io.table_version(spark, settings, BRONZE)
-    built_from = f"{BRONZE}@{version};contracts={fingerprint(FRAMES, ANNOTATIONS, QUARANTINE)}"
-    if version is None or not ingest.rebuild_needed(spark, settings, ANNOTATIONS, built_from):
-        counts = [delta_io.read_table(spark, settings, t).count() if version is not None else 0
-                  for t in (FRAMES, ANNOTATIONS)]
-        progress(f"[ingest_annotations] silver up to date ({counts[0]} frames, {counts[1]} annotations)")
-        return Report(names, added, False, counts[0], counts[1], 0)
-
-    records, copies = ingest.split_redeliveries(delta_io.read_table(spark, settings, BRONZE, version=version),
-                                               F.to_json(F.array_sort(F.map_entries("import_meta"))))
+    step = ingest.increment(spark, settings, "ingest_annotations", BRONZE, ANNOTATIONS,
+                            fingerprint(FRAMES, ANNOTATIONS, QUARANTINE))
+    if step is None:
+        progress("[ingest_annotations] nothing new: silver.frames and silver.annotations are up to date")
+        return Report(names, added, False, 0, 0, 0)
+    progress(f"[ingest_annotations] judging {step.describe()}")
+    records, copies = ingest.split_redeliveries(step.records, F.to_json(F.array_sort(F.map_entries("import_meta"))),
+                                                None if step.full else step.catalog)
     records = records.cache()
 
-    rows = ingest.mot_rows(records.where(F.col("format") == "mot")).cache()
-    frames, bad_frames = ingest.split_good(coco_frames(records).unionByName(mot_frames(rows)),
-                                    ["capture_id", "frame_index"], contract(FRAMES).column_names)
-    annotations, bad_annotations = ingest.split_good(coco_annotations(records).unionByName(mot_annotations(rows)),
-                                              ["annotation_id"], contract(ANNOTATIONS).column_names)
+    def earlier(parse):  # type: ignore[no-untyped-def]
+        return lambda files: parse(step.catalog.where(F.col("source_file").isin(files)))
+
+    frames, bad_frames = ingest.reconcile(spark, settings, FRAMES, candidate_frames(records),
+                                          ["capture_id", "frame_index"], contract(FRAMES).column_names,
+                                          earlier(candidate_frames), step.full)
+    annotations, bad_annotations = ingest.reconcile(spark, settings, ANNOTATIONS, candidate_annotations(records),
+                                                    ["annotation_id"], contract(ANNOTATIONS).column_names,
+                                                    earlier(candidate_annotations), step.full)
     rejected = (ingest.quarantine_rows(bad_frames, FRAMES, batch_id)
                 .unionByName(ingest.quarantine_rows(bad_annotations, ANNOTATIONS, batch_id))
                 .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))
                 .unionByName(redelivered_rows(copies, batch_id))).cache()
     frames, annotations = frames.cache(), annotations.cache()
-    gate_run = quality.GateRun(spark, settings, "ingest_annotations", built_from)
+    gate_run = quality.GateRun(spark, settings, "ingest_annotations", ingest.commit_marker(step.marker))
     captures = capture_sizes(spark, settings)
     quality.gate(ingest.with_file_totals(rejected, records), QUARANTINE, gate_run)
-    quality.gate(frames_in_captures(frames, captures), FRAMES, gate_run)
-    quality.gate(annotations_in_frames(annotations, frames, captures), ANNOTATIONS, gate_run)
+    if not records.isEmpty():
+        quality.gate(frames_in_captures(frames, captures), FRAMES, gate_run)
+        quality.gate(annotations_in_frames(annotations, frames, captures), ANNOTATIONS, gate_run)
     quarantined = rejected.count()
-    # Quarantine first, silver last: silver's commit is what marks the rebuild as done.
+    # Quarantine first, silver last: the marker on silver.annotations' commit says the batches are done.
     ingest.write_quarantine(spark, settings, rejected, quarantined)
     ingest.crash_point("annotations:after_quarantine")
-    delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=built_from)
+    marker = ingest.commit_marker(step.marker)
+    delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=marker)
     ingest.crash_point("annotations:after_frames")
-    delta_io.merge(spark, settings, ANNOTATIONS, annotations, commit_metadata=built_from)
+    delta_io.merge(spark, settings, ANNOTATIONS, annotations, commit_metadata=marker)
+    delta_io.ensure_marker(spark, settings, ANNOTATIONS, step.marker)
     report = Report(names, added, True, frames.count(), annotations.count(), quarantined)
-    progress(f"[ingest_annotations] published {report.frames} frames, {report.annotations} annotations; "
-             f"{quarantined} record(s) in {QUARANTINE}")
-    for df in (records, rows, rejected, frames, annotations):
+    progress(f"[ingest_annotations] published {report.frames} new or changed frames, {report.annotations} "
+             f"annotations; {quarantined} record(s) in {QUARANTINE}")
+    for df in (records, rejected, frames, annotations):
         df.unpersist()
     return report
 

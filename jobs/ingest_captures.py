@@ -9,8 +9,10 @@ Every manifest line ends in exactly one place: silver, or ops.quarantine with th
 and bounds, duplicate_subject, duplicate_of:<file>:<line> for a capture sent again later or a
 re-delivered file). Fields the contract does not know are kept in `extra`.
 
-Reruns converge: a file already in bronze (same path and digest) is skipped, and silver is
-rebuilt only when bronze moved past the version silver.captures was built from. Quarantine is
+Incremental: a run judges only the bronze batches added since its last marker on
+silver.captures; a capture sent again competes with the line that won it so far (latest
+delivery wins) and replaces its subject list. A file already in bronze (same path and digest)
+is skipped; with nothing new the job commits nothing. Quarantine is
 written first and silver.captures last: its commit marks the rebuild as done. Runs as
 `scenelake run ingest_captures` or `spark-submit jobs/ingest_captures.py`.
 """
@@ -168,6 +170,12 @@ def read_new_files(spark: SparkSession, settings: Settings) -> DataFrame:
     return ingest.unseen(spark, settings, files, BRONZE)
 
 
+def candidates(lines: DataFrame) -> DataFrame:
+    """Parsed manifest lines (bronze rows) with the record number the quarantine keys on."""
+    return parse_captures(lines.withColumn("record_no", F.col("line_number"))).withColumn(
+        "record_no", F.col("line_number"))
+
+
 def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport:  # type: ignore[no-untyped-def]
     batch_id = ingest.new_batch_id()
     files = read_new_files(spark, settings).cache()
@@ -182,36 +190,55 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     files.unpersist()
     ingest.crash_point("captures:after_bronze")
 
-    bronze_version = delta_io.table_version(spark, settings, BRONZE)
-    built_from = f"{BRONZE}@{bronze_version};contracts={fingerprint(SILVER, SUBJECTS, QUARANTINE)}"
-    if bronze_version is None or delta_io.last_commit_metadata(spark, settings, SILVER) == built_from:
-        rows = delta_io.read_table(spark, settings, SILVER).count() if bronze_version is not None else 0
-        progress(f"[ingest_captures] silver.captures up to date ({rows} rows)")
+    step = ingest.increment(spark, settings, "ingest_captures", BRONZE, SILVER,
+                            fingerprint(SILVER, SUBJECTS, QUARANTINE))
+    if step is None:
+        rows = delta_io.read_table(spark, settings, SILVER).count() if delta_io.table_exists(
+            spark, settings, SILVER) else 0
+        progress(f"[ingest_captures] nothing new: silver.captures is up to date ({rows} rows)")
         return IngestReport(new_files, added, False, rows, [])
-
-    bronze = delta_io.read_table(spark, settings, BRONZE, version=bronze_version)
-    good, rejected = split_captures(bronze)
+    progress(f"[ingest_captures] judging {step.describe()}")
+    lines = step.records.withColumn("record_no", F.col("line_number"))
+    originals, copies = ingest.split_redeliveries(
+        lines, F.lit(""), None if step.full else step.catalog.withColumn("record_no", F.col("line_number")))
+    originals = originals.cache()
+    good, rejected = ingest.reconcile(
+        spark, settings, SILVER, candidates(originals.drop("record_no")), ["capture_id"],
+        [*contract(SILVER).column_names, "subjects"],
+        lambda names: candidates(step.catalog.where(F.col("source_file").isin(names))), step.full)
+    shape = ["source_file", "record_no", "rule", "payload"]
+    rejected = rejected.select(*shape).unionByName(copies.select(*shape))
     good = good.cache()
     captures, subjects = good.drop("subjects"), subject_rows(good).cache()
     quarantine = ingest.quarantine_rows(rejected, SILVER, batch_id).cache()
-    gate_run = quality.GateRun(spark, settings, "ingest_captures", f"{BRONZE}@{bronze_version}")
-    outcomes = (quality.gate(ingest.with_file_totals(quarantine, bronze), QUARANTINE, gate_run)
-                + quality.gate(captures, SILVER, gate_run) + quality.gate(subjects, SUBJECTS, gate_run))
+    gate_run = quality.GateRun(spark, settings, "ingest_captures", ingest.commit_marker(step.marker))
+    outcomes = quality.gate(ingest.with_file_totals(quarantine, lines), QUARANTINE, gate_run)
+    if not originals.isEmpty():
+        outcomes += quality.gate(captures, SILVER, gate_run) + quality.gate(subjects, SUBJECTS, gate_run)
     warnings = [o.summary() for o in outcomes if not o.success]
     quarantined = quarantine.count()
-    # Quarantine first, silver.captures last: its commit is what marks the rebuild as done. Both
-    # silver tables become exactly the rebuild, so a subject dropped from a capture's newer copy goes.
+    # Quarantine first, silver.captures last: the marker on its commit says the batches are done. A
+    # capture sent again replaces its subject list, so a subject dropped from the newer copy goes.
     ingest.write_quarantine(spark, settings, quarantine, quarantined)
     ingest.crash_point("captures:after_quarantine")
-    delta_io.merge(spark, settings, SUBJECTS, subjects, commit_metadata=built_from, delete_missing=True)
+    marker = ingest.commit_marker(step.marker)
+    dropped = None
+    if not step.full and delta_io.table_exists(spark, settings, SUBJECTS):
+        dropped = (delta_io.read_table(spark, settings, SUBJECTS).join(good.select("capture_id"), "capture_id",
+                                                                        "left_semi")
+                   .join(subjects, ["capture_id", "subject_id"], "left_anti").select("capture_id", "subject_id"))
+    delta_io.merge(spark, settings, SUBJECTS, subjects, commit_metadata=marker, delete_missing=step.full,
+                   delete=dropped)
     ingest.crash_point("captures:after_subjects")
-    delta_io.merge(spark, settings, SILVER, captures, commit_metadata=built_from, delete_missing=True)
-    report = IngestReport(new_files, added, True, captures.count(), warnings, subjects.count(), quarantined)
-    for df in (good, subjects, quarantine):
+    delta_io.merge(spark, settings, SILVER, captures, commit_metadata=marker, delete_missing=step.full)
+    delta_io.ensure_marker(spark, settings, SILVER, step.marker)
+    report = IngestReport(new_files, added, True, delta_io.read_table(spark, settings, SILVER).count(), warnings,
+                          subjects.count(), quarantined)
+    for df in (good, subjects, quarantine, originals):
         df.unpersist()
     progress(f"[ingest_captures] silver.captures published: {report.silver_rows} rows, {report.subjects} "
-             f"subjects; {quarantined} line(s) in {QUARANTINE}; {len(outcomes)} checks passed the gate "
-             f"({len(warnings)} warnings)")
+             f"new or changed subjects; {quarantined} line(s) in {QUARANTINE}; {len(outcomes)} checks passed "
+             f"the gate ({len(warnings)} warnings)")
     return report
 
 

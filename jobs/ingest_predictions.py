@@ -9,13 +9,18 @@ A detection must be on a known frame (silver.frames, so run ingest_annotations f
 known run, with a box of non-negative size and, except for MOT trackers, a score in [0, 1];
 otherwise it goes to ops.quarantine with the rule it broke. A file delivered again under another
 name adds nothing: its records are duplicates of the first delivery's. Fields of a JSON record
-(or Parquet row) that the contract does not know are kept in `extra`. Silver is rebuilt when
-bronze or silver.frames moved, so predictions that arrived before their ground truth are
-re-checked.
+(or Parquet row) that the contract does not know are kept in `extra`.
+
+Incremental: a run judges only the bronze batches added since its last marker (see
+scenelake.ingest.increment), plus, when silver.frames or the model runs moved, the records
+quarantined as unknown_frame/unknown_run, so predictions that arrived before their ground truth
+reach silver once it arrives. With nothing new it reads no record and commits nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from dataclasses import dataclass
 
@@ -203,17 +208,30 @@ def with_coverage(predictions: DataFrame, frames: DataFrame) -> DataFrame:
     return predictions.join(labelled, "capture_id", "left")
 
 
+RECHECKED_RULES = ("unknown_frame", "unknown_run")
+
+
+def run_signature(runs: DataFrame) -> str:
+    """A digest of every model run's description: a new or changed run.json moves it."""
+    rows = sorted(json.dumps(r.asDict(recursive=True), sort_keys=True, default=str) for r in runs.collect())
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def rechecks(spark: SparkSession, settings: Settings, catalog: DataFrame, version: int | None) -> DataFrame:
+    """Bronze records quarantined (as of the quarantine `version` the last run left) because their
+    frame or run was unknown: judged again when frames or runs moved, since they may be known now."""
+    if version is None or not delta_io.table_exists(spark, settings, QUARANTINE):
+        return catalog.limit(0)
+    waiting = (delta_io.read_table(spark, settings, QUARANTINE, version=version)
+               .where((F.col("target_table") == PREDICTIONS) & F.col("rule").isin(*RECHECKED_RULES))
+               .select("source_file", "record_no"))
+    return catalog.join(waiting, ["source_file", "record_no"], "left_semi")
+
+
 def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = print) -> Report:
     batch_id = ingest.new_batch_id()
     names, added = land_new_files(spark, settings, batch_id, progress)
-    version = delta_io.table_version(spark, settings, BRONZE)
-    frames_version = delta_io.table_version(spark, settings, FRAMES)
-    built_from = f"{BRONZE}@{version};{FRAMES}@{frames_version};contracts={fingerprint(RUNS, PREDICTIONS, QUARANTINE)}"
-    if version is None or not ingest.rebuild_needed(spark, settings, PREDICTIONS, built_from):
-        count = delta_io.read_table(spark, settings, PREDICTIONS).count() if version is not None else 0
-        progress(f"[ingest_predictions] silver up to date ({count} predictions)")
-        return Report(names, added, False, 0, count, 0)
-
+    ingest.crash_point("predictions:after_bronze")
     runs_raw = ingest.read_files(spark, settings, "predictions", "run.json")
     runs, bad_runs = ingest.split_good(
         model_runs(runs_raw).withColumn("rule", ingest.first_failed_rule(
@@ -223,37 +241,69 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
         .join(runs_raw.select("source_file", F.col("value").alias("payload")), ["source_file"]),
         ["run_id"], contract(RUNS).column_names)
     runs = runs.cache()
-    records = delta_io.read_table(spark, settings, BRONZE, version=version).withColumn("section", F.lit("rows"))
-    records, copies = ingest.split_redeliveries(records, delivery_scope())
-    frames = (delta_io.read_table(spark, settings, FRAMES, version=frames_version) if frames_version is not None
+    inputs = {FRAMES: delta_io.data_version(spark, settings, FRAMES), "runs": run_signature(runs)}
+    step = ingest.increment(spark, settings, "ingest_predictions", BRONZE, PREDICTIONS,
+                            fingerprint(RUNS, PREDICTIONS, QUARANTINE), inputs)
+    if step is None:
+        progress("[ingest_predictions] nothing new: silver.predictions is up to date")
+        runs.unpersist()
+        return Report(names, added, False, 0, 0, 0)
+    clock = ingest.Stopwatch(progress, "ingest_predictions")
+    progress(f"[ingest_predictions] judging {step.describe()}")
+    records = step.records
+    waiting = None
+    if not step.full:
+        waiting = rechecks(spark, settings, step.catalog, step.previous.get("quarantine") if step.previous else None)
+        records = records.unionByName(waiting.join(records.select("source_file", "record_no"),
+                                                   ["source_file", "record_no"], "left_anti"))
+    records = records.withColumn("section", F.lit("rows"))
+    records, copies = ingest.split_redeliveries(records, delivery_scope(),
+                                                None if step.full else step.catalog)
+    records = records.cache()
+    frames = (delta_io.read_table(spark, settings, FRAMES) if inputs[FRAMES] is not None
               else spark.createDataFrame([], "capture_id string, frame_index long"))
-    # Cached once: the good rows, the quarantined ones and both counts all derive from it.
     rows = predictions(records, frames, runs).cache()
-    good, rejected = ingest.split_good(rows, ["run_id", "prediction_id"], contract(PREDICTIONS).column_names)
+
+    def reparse(files: list[str]) -> DataFrame:
+        earlier = step.catalog.where(F.col("source_file").isin(files)).withColumn("section", F.lit("rows"))
+        return predictions(earlier, frames, runs)
+
+    good, rejected = ingest.reconcile(spark, settings, PREDICTIONS, rows, ["run_id", "prediction_id"],
+                                      contract(PREDICTIONS).column_names, reparse, step.full)
     good = good.cache()
     # An unreadable COCO results file is one record whose payload is the whole text: it fails
     # malformed_json like any bad record.
     quarantine = (ingest.quarantine_rows(rejected, PREDICTIONS, batch_id)
                   .unionByName(ingest.quarantine_rows(copies, PREDICTIONS, batch_id))
                   .unionByName(ingest.quarantine_rows(bad_runs, RUNS, batch_id))).cache()
-    clock = ingest.Stopwatch(progress, "ingest_predictions")
+    release = None
+    if waiting is not None:
+        release = (good.select("source_file", "record_no").join(waiting.select("source_file", "record_no"),
+                                                                 ["source_file", "record_no"], "left_semi")
+                   .select(F.lit(PREDICTIONS).alias("target_table"), "source_file", F.lit("rows").alias("section"),
+                           "record_no"))
     kept = good.count()
-    clock.lap(f"parsed and checked {kept} predictions")
-    gate_run = quality.GateRun(spark, settings, "ingest_predictions", built_from)
+    clock.lap(f"parsed and checked {kept} new or changed predictions")
+    gate_run = quality.GateRun(spark, settings, "ingest_predictions", ingest.commit_marker(step.marker))
     quality.gate(ingest.with_file_totals(quarantine, records), QUARANTINE, gate_run)
     quality.gate(runs, RUNS, gate_run)
-    quality.gate(with_coverage(good, frames), PREDICTIONS, gate_run)
+    if kept or not records.isEmpty():
+        quality.gate(with_coverage(good, frames), PREDICTIONS, gate_run)
     clock.lap("quality gate passed")
     quarantined = quarantine.count()
-    ingest.write_quarantine(spark, settings, quarantine, quarantined)
+    ingest.write_quarantine(spark, settings, quarantine, quarantined, release)
+    ingest.crash_point("predictions:after_quarantine")
     clock.lap(f"{quarantined} record(s) quarantined")
-    delta_io.merge(spark, settings, RUNS, runs, commit_metadata=built_from)
-    delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=built_from)
+    marker = {**step.marker, "quarantine": delta_io.table_version(spark, settings, QUARANTINE)}
+    delta_io.merge(spark, settings, RUNS, runs, commit_metadata=ingest.commit_marker(marker))
+    ingest.crash_point("predictions:after_runs")
+    delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=ingest.commit_marker(marker))
+    delta_io.ensure_marker(spark, settings, PREDICTIONS, marker)
     clock.lap("silver.predictions merged")
     report = Report(names, added, True, runs.count(), kept, quarantined)
-    progress(f"[ingest_predictions] published {report.runs} model runs, {report.predictions} predictions; "
+    progress(f"[ingest_predictions] published {report.runs} model runs, {kept} new or changed predictions; "
              f"{quarantined} record(s) in {QUARANTINE}")
-    for df in (runs, good, quarantine, rows):
+    for df in (runs, good, quarantine, rows, records):
         df.unpersist()
     return report
 

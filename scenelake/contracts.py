@@ -69,6 +69,9 @@ class Contract:
     partition_by: tuple[str, ...] = ()
     # Columns OPTIMIZE clusters the files of each partition by (Z-order), for point lookups.
     zorder_by: tuple[str, ...] = ()
+    # Delta's Change Data Feed on the table (`change_feed: true`): the jobs downstream read what
+    # changed since they last ran (inserted, updated and deleted rows) instead of the whole table.
+    change_feed: bool = False
     path: Path = field(default=Path(), compare=False)
 
     @property
@@ -183,7 +186,8 @@ def load_contract_file(path: Path) -> Contract:
         layer=raw["layer"], table=raw["table"], grain=raw["grain"],
         description=raw["description"], primary_key=tuple(raw["primary_key"]),
         columns=tuple(_column(c, path) for c in raw["columns"]),
-        partition_by=tuple(raw.get("partition_by") or []), zorder_by=tuple(raw.get("zorder_by") or []), path=path,
+        partition_by=tuple(raw.get("partition_by") or []), zorder_by=tuple(raw.get("zorder_by") or []),
+        change_feed=bool(raw.get("change_feed", False)), path=path,
     )
     unknown = [k for k in (*contract.primary_key, *contract.partition_by, *contract.zorder_by)
                if k not in contract.column_names]

@@ -8,8 +8,12 @@ and a table whose partitioning differs from its contract's is rewritten with the
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from scenelake.contracts import Column, Contract, contract, spark_type
 from scenelake.settings import Settings
@@ -35,6 +39,97 @@ def table_version(spark: SparkSession, settings: Settings, name: str) -> int | N
     layer, table = name.split(".")
     history = DeltaTable.forPath(spark, settings.table_path(layer, table)).history(1)
     return int(history.select("version").first()[0])  # type: ignore[index]
+
+
+# Commits that rewrite or describe data without changing it (Delta marks their files dataChange=false, or
+# they add no file at all). They never make a job reprocess anything. An operation not listed counts as a
+# data change: unknown commits cost a reprocessing, never a stale result.
+NEUTRAL_OPERATIONS = frozenset({
+    "OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "COMPUTE STATS",
+    "REORG", "UPGRADE PROTOCOL", "ANALYZE",
+})
+
+
+def history(spark: SparkSession, settings: Settings, name: str) -> list[tuple[int, str, str | None]]:
+    """(version, operation, userMetadata) of every commit still in the table's log, newest first."""
+    if not table_exists(spark, settings, name):
+        return []
+    layer, table = name.split(".")
+    rows = DeltaTable.forPath(spark, settings.table_path(layer, table)).history().select(
+        "version", "operation", "userMetadata").collect()
+    return sorted(((int(r[0]), str(r[1]), r[2]) for r in rows), reverse=True)
+
+
+def data_version(spark: SparkSession, settings: Settings, name: str) -> int | None:
+    """The newest version whose commit changed the table's rows (compaction, VACUUM and property
+    changes skipped): what a job compares to decide whether its input moved."""
+    commits = history(spark, settings, name)
+    for version, operation, _ in commits:
+        if operation not in NEUTRAL_OPERATIONS:
+            return version
+    return commits[-1][0] if commits else None
+
+
+def last_marker(spark: SparkSession, settings: Settings, name: str, job: str) -> dict[str, Any] | None:
+    """The newest job marker `job` committed on the table (a JSON object with "job": job, in the
+    commit's userMetadata), skipping commits of other jobs and maintenance; None when there is none."""
+    for _, _, metadata in history(spark, settings, name):
+        marker = parse_marker(metadata)
+        if marker is not None and marker.get("job") == job:
+            return marker
+    return None
+
+
+def parse_marker(metadata: str | None) -> dict[str, Any] | None:
+    if not metadata or not metadata.startswith("{"):
+        return None
+    try:
+        value = json.loads(metadata)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def marker_text(marker: dict[str, Any]) -> str:
+    return json.dumps(marker, sort_keys=True)
+
+
+def changed_keys(spark: SparkSession, settings: Settings, name: str, since: int, upto: int,
+                 columns: list[str]) -> list[tuple[Any, ...]] | None:
+    """The distinct `columns` of every row inserted, updated or deleted in versions (since, upto],
+    from the table's Change Data Feed (maintenance commits change no row, so they add nothing).
+    None when the feed cannot say: it was off for some of those versions, or VACUUM removed
+    their files; the caller then takes the whole table as changed."""
+    if upto <= since:
+        return []
+    layer, table = name.split(".")
+    try:
+        rows = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", since + 1)
+                .option("endingVersion", upto).load(settings.table_path(layer, table))
+                .select(*columns).distinct().collect())
+    except Exception as exc:  # noqa: BLE001 - any failure to read the feed means "unknown": recompute all
+        print(f"[delta_io] change feed of {name} unreadable for versions {since + 1}..{upto}: "
+              f"{str(exc).splitlines()[0][:200]}; taking the whole table as changed")
+        return None
+    return [tuple(r) for r in rows]
+
+
+def record_marker(spark: SparkSession, settings: Settings, name: str, marker: dict[str, Any]) -> None:
+    """Commit `marker` on the table without touching its rows (a table-property commit carrying it
+    as userMetadata), for a job whose last write changed nothing and so committed nothing."""
+    layer, table = name.split(".")
+    path = settings.table_path(layer, table)
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", marker_text(marker))
+    try:
+        spark.sql(f"alter table delta.`{path}` set tblproperties ('scenelake.marker' = '{marker['job']}')")
+    finally:
+        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+
+
+def ensure_marker(spark: SparkSession, settings: Settings, name: str, marker: dict[str, Any]) -> None:
+    """Make `marker` the job's newest marker on the table (after its last write)."""
+    if last_marker(spark, settings, name, str(marker["job"])) != json.loads(marker_text(marker)):
+        record_marker(spark, settings, name, marker)
 
 
 def last_commit_metadata(spark: SparkSession, settings: Settings, name: str) -> str | None:
@@ -79,9 +174,23 @@ def conform_layout(spark: SparkSession, path: str, table: Contract) -> bool:
     return True
 
 
+CHANGE_FEED = "delta.enableChangeDataFeed"
+
+
+def ensure_change_feed(spark: SparkSession, path: str, table: Contract) -> None:
+    """Turn on the Change Data Feed of a table whose contract asks for it (one property commit,
+    once). Readers of the feed fall back to the whole table for versions before it was on."""
+    if not table.change_feed:
+        return
+    properties = DeltaTable.forPath(spark, path).detail().first()["properties"]  # type: ignore[index]
+    if (properties or {}).get(CHANGE_FEED) != "true":
+        spark.sql(f"alter table delta.`{path}` set tblproperties ('{CHANGE_FEED}' = 'true')")
+
+
 def _prepare_existing(spark: SparkSession, path: str, table: Contract) -> None:
     add_new_columns(spark, path, table)
     conform_layout(spark, path, table)
+    ensure_change_feed(spark, path, table)
 
 
 def _writer_options(commit_metadata: str | None) -> dict[str, str]:
@@ -95,6 +204,8 @@ def append(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
     if DeltaTable.isDeltaTable(spark, path):
         _prepare_existing(spark, path, table)
     writer = _conformed(df, table).write.format("delta").mode("append")
+    if table.change_feed:
+        writer = writer.option(CHANGE_FEED, "true")
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)
     writer.options(**_writer_options(commit_metadata)).save(path)
@@ -107,11 +218,13 @@ def _comparable(alias: str, column: Column) -> str:
 
 
 def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
-          commit_metadata: str | None = None, delete_missing: bool = False) -> None:
+          commit_metadata: str | None = None, delete_missing: bool = False,
+          delete: DataFrame | None = None) -> None:
     """Upsert on the contract's primary key: one atomic commit, so a rerun converges.
 
     Rows whose every column already equals the target's are not rewritten. With
-    `delete_missing`, `df` is the whole table: target rows whose key it lacks are deleted.
+    `delete_missing`, `df` is the whole table: target rows whose key it lacks are deleted. With
+    `delete` (the key columns of rows to remove), those rows are deleted in the same commit.
     """
     table = contract(name)
     source = _conformed(df, table)
@@ -123,12 +236,23 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
     key = " and ".join(f"t.`{k}` = s.`{k}`" for k in table.primary_key)
     changed = " or ".join(f"not ({_comparable('t', c)} <=> {_comparable('s', c)})"
                           for c in table.columns if c.name not in table.primary_key)
+    upsert = "s.`_delete` = false"
+    source = source.withColumn("_delete", F.lit(False))
+    if delete is not None:
+        gone = delete.select(*table.primary_key).distinct()
+        for col in table.columns:
+            if col.name not in table.primary_key:
+                gone = gone.withColumn(col.name, F.lit(None).cast(spark_type(col.type)))
+        source = source.unionByName(gone.select(*table.column_names).withColumn("_delete", F.lit(True)))
+    values = {f"`{c}`": f"s.`{c}`" for c in table.column_names}
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", commit_metadata or "")
     try:
-        builder = (DeltaTable.forPath(spark, path).alias("t")
-                   .merge(source.alias("s"), key)
-                   .whenMatchedUpdateAll(condition=changed or None)
-                   .whenNotMatchedInsertAll())
+        builder = DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), key)
+        if delete is not None:
+            builder = builder.whenMatchedDelete(condition="s.`_delete`")
+        builder = (builder.whenMatchedUpdate(condition=f"{upsert} and ({changed})" if changed else upsert,
+                                             set=values)
+                   .whenNotMatchedInsert(condition=upsert, values=values))
         if delete_missing:
             builder = builder.whenNotMatchedBySourceDelete()
         builder.execute()

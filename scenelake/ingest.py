@@ -15,7 +15,9 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -124,8 +126,84 @@ def to_bronze(records: DataFrame, batch_id: str) -> DataFrame:
             .withColumn("loaded_at", F.lit(datetime.now(UTC)).cast("timestamp")))
 
 
-def rebuild_needed(spark: SparkSession, settings: Settings, silver: str, built_from: str) -> bool:
-    return delta_io.last_commit_metadata(spark, settings, silver) != built_from
+def batches_since(spark: SparkSession, settings: Settings, bronze: str, since: int, upto: int) -> list[str]:
+    """The batch ids of the bronze appends committed in versions (since, upto]. Compaction and
+    other maintenance commits carry no batch, so they add nothing."""
+    return sorted(metadata.removeprefix("batch=") for version, _, metadata in
+                  delta_io.history(spark, settings, bronze)
+                  if since < version <= upto and metadata and metadata.startswith("batch="))
+
+
+@dataclass(frozen=True)
+class Increment:
+    """What one run of an ingest job judges: the bronze records added since the job's marker (all of
+    bronze on a first build or after a contract change), and what the new marker will say."""
+
+    records: DataFrame
+    catalog: DataFrame  # every bronze record up to `bronze_version` (for re-delivery look-ups)
+    full: bool
+    marker: dict[str, Any]
+    previous: dict[str, Any] | None
+    batches: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.full:
+            return "all of bronze (first build, or the contracts changed)"
+        return f"{len(self.batches)} new bronze batch(es)"
+
+
+def increment(spark: SparkSession, settings: Settings, job: str, bronze: str, silver: str,
+              contracts_fingerprint: str, inputs: dict[str, int | None] | None = None) -> Increment | None:
+    """The records a run must judge, or None when nothing is new: no bronze batch since the
+    job's last marker on `silver` and no input in `inputs` (other tables' data versions) moved.
+
+    The marker is JSON in the userMetadata of the job's last commit on `silver`; commits of
+    maintenance (OPTIMIZE, VACUUM, properties) are skipped when looking for it and never count as
+    new data."""
+    bronze_version = delta_io.data_version(spark, settings, bronze)
+    if bronze_version is None:
+        return None
+    marker = {"job": job, "bronze": bronze_version, "contracts": contracts_fingerprint, **(inputs or {})}
+    previous = delta_io.last_marker(spark, settings, silver, job)
+    catalog = delta_io.read_table(spark, settings, bronze, version=delta_io.table_version(spark, settings, bronze))
+    if previous is None or previous.get("contracts") != contracts_fingerprint:
+        return Increment(catalog, catalog, True, marker, previous)
+    moved = any(previous.get(name) != version for name, version in (inputs or {}).items())
+    batches = batches_since(spark, settings, bronze, int(previous["bronze"]), bronze_version)
+    if not batches and not moved:
+        return None
+    records = catalog.where(F.col("batch_id").isin(batches)) if batches else catalog.limit(0)
+    return Increment(records, catalog, False, marker, previous, tuple(batches))
+
+
+def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: DataFrame, key: list[str],
+              columns: list[str], reparse: Callable[[list[str]], DataFrame], full: bool,
+              ) -> tuple[DataFrame, DataFrame]:
+    """Judge new candidate rows (with `rule`) against the silver table: the winners to merge (one
+    per key, `columns` kept) and every rejected row (with its rule).
+
+    The rule is the full rebuild's, "latest delivery wins": the good rows of the increment compete
+    with the records that won each of their keys so far. Those are found through silver's
+    `source_file`: `reparse(files)` parses those earlier files again (the same transforms), and
+    their rows for the increment's keys join the competition, so an earlier winner that loses is
+    quarantined naming its successor, exactly as a rebuild would."""
+    good = candidates.where(F.col("rule").isNull()).drop("rule")
+    pool = good
+    if not full and delta_io.table_exists(spark, settings, silver):
+        keys = good.select(*key).distinct()
+        files = {r[0] for r in delta_io.read_table(spark, settings, silver)
+                 .join(keys, key, "left_semi").select("source_file").distinct().collect()}
+        files -= {r[0] for r in candidates.select("source_file").distinct().collect()}
+        if files:
+            earlier = reparse(sorted(files)).where(F.col("rule").isNull()).drop("rule").join(keys, key, "left_semi")
+            pool = good.unionByName(earlier.select(*good.columns))
+    winners, losers = latest_wins(pool, key)
+    rejected = candidates.where(F.col("rule").isNotNull()).unionByName(losers)
+    return winners.select(*columns), rejected
+
+
+def commit_marker(marker: dict[str, Any]) -> str:
+    return delta_io.marker_text(marker)
 
 
 def first_failed_rule(*rules: tuple[str, Column]) -> Column:
@@ -161,12 +239,14 @@ def quarantine_rows(rejected: DataFrame, target: str, batch_id: str) -> DataFram
         "record_no", "rule", "payload", F.lit(batch_id).alias("batch_id"))
 
 
-def write_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame, count: int) -> None:
-    """Merge rejected records into ops.quarantine; with none to add, only make sure it exists."""
-    if count == 0 and delta_io.table_exists(spark, settings, QUARANTINE):
+def write_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame, count: int,
+                     release: DataFrame | None = None) -> None:
+    """Merge rejected records into ops.quarantine, and delete the `release`d ones (records judged
+    again that now reach silver), in one commit; with nothing to do, only make sure it exists."""
+    if count == 0 and release is None and delta_io.table_exists(spark, settings, QUARANTINE):
         return
     delta_io.merge(spark, settings, QUARANTINE, rows.dropDuplicates(
-        ["target_table", "source_file", "section", "record_no"]))
+        ["target_table", "source_file", "section", "record_no"]), delete=release)
 
 
 def field_rules(payload: Column, parsed: Column, fields: list[str]) -> list[tuple[str, Column]]:
@@ -240,26 +320,32 @@ def file_failures(records: DataFrame) -> DataFrame:
     return records.where(F.col("section") == "file").withColumn("rule", F.lit("malformed_json"))
 
 
-def redelivered(records: DataFrame, scope: Column) -> DataFrame:
+def redelivered(records: DataFrame, scope: Column, catalog: DataFrame | None = None) -> DataFrame:
     """(source_file, original_file) for every file whose bytes were already delivered under another
     name in the same `scope` (the folder's key=value metadata, e.g. run and capture).
 
     The original is the copy loaded first, then the first by name. A re-delivered file adds
     nothing: each of its records is a duplicate of the original's record with the same number.
     """
-    files = records.groupBy("source_file", "source_sha256", scope.alias("_scope")).agg(
+    delivered = records if catalog is None else catalog
+    files = delivered.groupBy("source_file", "source_sha256", scope.alias("_scope")).agg(
         F.min("loaded_at").alias("_loaded_at"))
+    if catalog is not None:  # only the files of `records` can be copies; the catalog holds the originals
+        shas = records.select("source_sha256").distinct()
+        files = files.join(F.broadcast(shas), "source_sha256", "left_semi")
     order = Window.partitionBy("source_sha256", "_scope").orderBy("_loaded_at", "source_file")
     return (files.withColumn("original_file", F.first("source_file").over(order))
             .where(F.col("source_file") != F.col("original_file"))
             .select("source_file", "original_file"))
 
 
-def split_redeliveries(records: DataFrame, scope: Column) -> tuple[DataFrame, DataFrame]:
+def split_redeliveries(records: DataFrame, scope: Column,
+                       catalog: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
     """Records of original files, and the records of re-delivered copies with their rule
     duplicate_of:<original file>:<record>, which come before any other rule: the original's
-    record has already been judged."""
-    copies = redelivered(records, scope)
+    record has already been judged. `catalog` is every record delivered so far (bronze), when
+    `records` is only the newest batches: their files are compared with every earlier delivery."""
+    copies = redelivered(records, scope, catalog)
     marked = records.join(F.broadcast(copies), ["source_file"], "left")
     rule = F.concat(F.lit("duplicate_of:"), F.col("original_file"), F.lit(":"), F.col("record_no"))
     originals = marked.where(F.col("original_file").isNull()).drop("original_file")

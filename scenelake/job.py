@@ -39,7 +39,6 @@ def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Calla
     extra = {k: v for k, v in vars(args).items() if k != "register"}
     settings = load_settings()
     spark = get_spark(prog, settings)
-    from scenelake import delta_io
 
     status = 0
     try:
@@ -48,16 +47,22 @@ def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Calla
         print(f"[{prog}] error: {exc}", file=sys.stderr)
         status = 1
     if args.register:
-        from scenelake.trino_client import register_tables
-
-        # The gate's results are registered even when it stopped a batch: that is when people look.
-        names = [] if status else list(tables(spark, settings) if callable(tables) else tables)
-        names += [t for t in (quality.RESULTS, quality.ACCEPTANCES)
-                  if t not in names and delta_io.table_exists(spark, settings, t)]
-        register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
-        print(f"[{prog}] {len(names)} table(s) registered in Trino")
-        access.refresh_embedded(settings)
-        deployed = views.deploy(settings)
-        if deployed:
-            print(f"[{prog}] {len(deployed)} view(s) deployed: {', '.join(deployed)}")
+        publish(spark, settings, prog, [] if status else list(tables(spark, settings) if callable(tables) else tables))
     return status
+
+
+def publish(spark: SparkSession, settings: Settings, prog: str, names: list[str]) -> None:
+    """Register `names` (and the gate's results) in Trino, refresh the access rules, deploy the views.
+
+    The gate's results are registered even when it stopped a batch: that is when people look."""
+    from scenelake import delta_io
+    from scenelake.trino_client import register_tables
+
+    names = names + [t for t in (quality.RESULTS, quality.ACCEPTANCES)
+                     if t not in names and delta_io.table_exists(spark, settings, t)]
+    register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
+    print(f"[{prog}] {len(names)} table(s) registered in Trino")
+    access.refresh_embedded(settings)
+    deployed = views.deploy(settings)
+    if deployed:
+        print(f"[{prog}] {len(deployed)} view(s) deployed: {', '.join(deployed)}")
