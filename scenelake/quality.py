@@ -202,28 +202,56 @@ def _unexpected_rows(df: DataFrame, check: Check, keys: list[str]) -> tuple[str,
     return _sample_keys({"details": {"unexpected_rows": [r.asDict() for r in rows]}}, keys)
 
 
+# A batch up to this many rows is validated in pandas: Great Expectations on Spark runs one or more
+# Spark jobs per expectation (a second or more each, whatever the batch's size), pandas runs them in
+# milliseconds. Expectations that are Spark SQL queries (`unexpected_rows_expectation`) stay on Spark.
+PANDAS_MAX_ROWS = 200_000
+SQL_EXPECTATIONS = ("unexpected_rows_expectation",)
+
+
 def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
              docs_dir: Path | None = None) -> list[CheckResult]:
-    """Run the table's suite on one batch with Great Expectations on Spark.
+    """Run the table's suite on one batch with Great Expectations.
 
     `history` maps a check's label to its last published observation (see `_with_history`);
-    with `docs_dir`, the result is also rendered into the Great Expectations Data Docs there.
+    with `docs_dir`, the result is also rendered into the Great Expectations Data Docs there. A
+    small batch (PANDAS_MAX_ROWS) is collected once and validated with GE's pandas engine, except
+    the Spark SQL expectations; a large one stays on Spark. Both engines give the same outcomes.
     """
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     checks = checks_for(name)
+    everything = list(range(len(checks)))
+    if df.limit(PANDAS_MAX_ROWS + 1).count() <= PANDAS_MAX_ROWS:
+        sql = [i for i in everything if checks[i].expectation in SQL_EXPECTATIONS]
+        rest = [i for i in everything if i not in sql]
+        parts: list[tuple[str, Any, list[int]]] = [("pandas", df.toPandas(), rest)]
+        if sql:
+            parts.append(("spark", df, sql))
+    else:
+        parts = [("spark", df, everything)]
+    outcomes: list[CheckResult] = []
+    for engine, data, chosen in parts:
+        outcomes += _validate_part(engine, data, df, name, checks, chosen, history, docs_dir)
+    return sorted(outcomes, key=lambda o: checks.index(o.check))
+
+
+def _validate_part(engine: str, data: Any, df: DataFrame, name: str, checks: list[Check], chosen: list[int],
+                   history: dict[str, float] | None, docs_dir: Path | None) -> list[CheckResult]:
     keys = list(contract(name).primary_key)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_spark(name="scenelake")
+    source = (context.data_sources.add_pandas(name="scenelake") if engine == "pandas"
+              else context.data_sources.add_spark(name="scenelake"))
     asset = source.add_dataframe_asset(name=name)
     batch_definition = asset.add_batch_definition_whole_dataframe("batch")
-    suite = gx.ExpectationSuite(name=name)
-    for index, check in enumerate(checks):
+    suite = gx.ExpectationSuite(name=f"{name}-{engine}")
+    for index in chosen:
+        check = checks[index]
         suite.add_expectation(_expectation(check, index, _with_history(check, (history or {}).get(check.label))))
     result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": keys,
                      "partial_unexpected_count": SAMPLE_KEYS}
     if docs_dir is None:
-        result = batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(
+        result = batch_definition.get_batch(batch_parameters={"dataframe": data}).validate(
             suite, result_format=result_format)
     else:
         # Through a checkpoint, so that Great Expectations renders the result into the Data Docs site.
@@ -231,11 +259,11 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
             "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=batch_definition, suite=context.suites.add(suite)))
+            gx.ValidationDefinition(name=f"{name}-{engine}", data=batch_definition, suite=context.suites.add(suite)))
         checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"gate-{name}", validation_definitions=[definition], result_format=result_format,
+            name=f"gate-{name}-{engine}", validation_definitions=[definition], result_format=result_format,
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["scenelake"])]))
-        result = next(iter(checkpoint.run(batch_parameters={"dataframe": df}).run_results.values()))
+        result = next(iter(checkpoint.run(batch_parameters={"dataframe": data}).run_results.values()))
     outcomes = []
     for res in result.results:
         config = res.expectation_config
@@ -248,8 +276,16 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
             unexpected = details.get("observed_value")
             if not res.success:
                 samples = _unexpected_rows(df, check, keys)
-        outcomes.append(CheckResult(check, bool(res.success), unexpected, details.get("observed_value"), samples))
-    return sorted(outcomes, key=lambda o: checks.index(o.check))
+        outcomes.append(CheckResult(check, bool(res.success), unexpected, _plain(details.get("observed_value")),
+                                    samples))
+    return outcomes
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (pandas engine) as the Python numbers the Spark engine reports."""
+    import numpy as np
+
+    return value.item() if isinstance(value, np.number | np.bool_) else value
 
 
 def data_docs_dir(run: GateRun) -> Path | None:

@@ -13,6 +13,7 @@ import pytest
 
 import jobs.ingest_annotations as job
 import jobs.ingest_captures as captures_job
+import jobs.ingest_predictions as predictions_job
 from scenelake import delta_io, ingest, landing
 from scenelake.settings import PROJECT_ROOT, Settings
 from tests.frames import as_rows
@@ -107,3 +108,49 @@ def test_captures_killed_then_rerun_equals_an_uninterrupted_run(spark, settings,
         ("manifests/captures-2026-11-01.jsonl", "duplicate_of:manifests/captures-2026-11-01.jsonl:13"),
         ("manifests/cut.jsonl", "malformed_json")]
     assert (len(capture_reference["silver.captures"]), len(capture_reference["silver.subjects"])) == (12, 25)
+
+
+PREDICTION_TABLES = ["bronze.predictions", "silver.predictions", "silver.model_runs", "ops.quarantine"]
+
+
+def detections(ids_scores: list[tuple[str, int, float]]) -> str:
+    return "".join(json.dumps({"prediction_id": pid, "capture_id": "cap-coco", "frame_index": frame,
+                               "category_id": 1, "bbox": [1, 2, 10, 12], "score": score}) + "\n"
+                   for pid, frame, score in ids_scores)
+
+
+def make_prediction_lake(spark, settings: Settings, root: Path) -> Settings:  # type: ignore[no-untyped-def]
+    """Frames and a first batch of predictions published; a second batch landed that re-sends one
+    prediction with another score (its earlier copy must be quarantined) and adds one."""
+    lake = make_lake(settings, root)
+    job.run(spark, lake, progress=ingest.silent)
+    landing.model_run(lake, "run-a", "person-detector", "1")
+    (root / "in" / "first.jsonl").write_text(detections([("p1", 1, 0.5), ("p2", 2, 0.6), ("p3", 42, 0.7)]))
+    landing.predictions(lake, root / "in" / "first.jsonl", "run-a", "cap-coco", "jsonl")
+    predictions_job.run(spark, lake, progress=ingest.silent)
+    (root / "in" / "second.jsonl").write_text(detections([("p1", 1, 0.9), ("p4", 3, 0.4)]))
+    landing.predictions(lake, root / "in" / "second.jsonl", "run-a", "cap-coco", "jsonl")
+    return lake
+
+
+@pytest.fixture(scope="module")
+def prediction_reference(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    lake = make_prediction_lake(spark, settings, tmp_path_factory.mktemp("prediction-reference"))
+    predictions_job.run(spark, lake, progress=ingest.silent)
+    return contents(spark, lake, PREDICTION_TABLES)
+
+
+@pytest.mark.parametrize("point", ["predictions:after_quarantine", "predictions:after_runs"])
+def test_predictions_killed_in_an_increment_then_rerun_equal_an_uninterrupted_run(  # type: ignore[no-untyped-def]
+        spark, settings, prediction_reference, tmp_path, point) -> None:
+    lake = make_prediction_lake(spark, settings, tmp_path)
+    kill_at(lake, "ingest_predictions", point)
+    predictions_job.run(spark, lake, progress=ingest.silent)
+    assert contents(spark, lake, PREDICTION_TABLES) == prediction_reference
+    # The reference: p1's later copy won, its earlier one names it; p3 waits for frame 42.
+    assert sorted((r["prediction_id"], r["score"]) for r in prediction_reference["silver.predictions"]) == [
+        ("p1", 0.9), ("p2", 0.6), ("p4", 0.4)]
+    assert sorted((r["source_file"].rsplit("/", 1)[-1], r["record_no"], r["rule"])
+                  for r in prediction_reference["ops.quarantine"] if r["target_table"] == "silver.predictions") == [
+        ("first.jsonl", 1, "duplicate_of:predictions/run_id=run-a/capture_id=cap-coco/second.jsonl:1"),
+        ("first.jsonl", 3, "unknown_frame")]

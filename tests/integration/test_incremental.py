@@ -46,13 +46,13 @@ STEPS: list[list[str]] = [
      "predictions/run_id=person-v1/capture_id=gen-00003"],
     # 3: their ground truth arrives; the first upload is re-delivered under another name
     [ANN.format(kind="coco", n=2), ANN.format(kind="mot", n=3), "manifests/upload-001_2.jsonl"],
-    # 4: the last upload with captures 4 and 5 (an export of capture 4 delivered twice)
+    # 4: the last upload with captures 4 and 5 (an export of capture 4 delivered twice), and a
+    # corrected manifest line (written by the test, see `corrected_line`)
     ["manifests/upload-003.jsonl", ANN.format(kind="coco", n=4), ANN.format(kind="mot", n=5),
-     "predictions/run_id=person-v1/capture_id=gen-00004", "predictions/run_id=person-v1/capture_id=gen-00005"],
+     "predictions/run_id=person-v1/capture_id=gen-00004", "predictions/run_id=person-v1/capture_id=gen-00005",
+     "manifests/upload-004-fix.jsonl"],
     # 5: a second model run on every capture
     ["predictions/run_id=person-v2"],
-    # 6: a corrected manifest line (written by the test, see `corrected_line`)
-    ["manifests/upload-004-fix.jsonl"],
 ]
 
 
@@ -77,9 +77,9 @@ def deliver(source: Path, lake: Settings, paths: list[str]) -> None:
             shutil.copyfile(src, dst)
 
 
-def run_jobs(spark, lake: Settings) -> None:  # type: ignore[no-untyped-def]
+def run_jobs(spark, lake: Settings, progress=ingest.silent) -> None:  # type: ignore[no-untyped-def]
     for job in JOBS:
-        job.run(spark, lake, progress=ingest.silent)
+        job.run(spark, lake, progress=progress)
 
 
 def contents(spark, lake: Settings) -> dict[str, list[dict[str, object]]]:  # type: ignore[no-untyped-def]
