@@ -43,6 +43,8 @@ PRIMITIVES: dict[str, tuple[T.DataType, str]] = {
     "timestamp": (T.TimestampType(), "timestamp(3) with time zone"),
 }
 
+# Types Delta keeps min/max statistics of (it refuses booleans, maps and arrays as statistics columns).
+STATS_TYPES = {"string", "int", "long", "double", "date", "timestamp"}
 
 # The kinds of PII a column can hold (`pii:` in a contract); scenelake.access decides who sees each.
 PII_KINDS = {
@@ -104,8 +106,10 @@ class Contract:
     @property
     def stats_columns(self) -> list[str]:
         """Columns the Delta writer collects min/max statistics on: every non-PII column of a type Delta
-        keeps statistics for (not maps or arrays). PII columns never get statistics (module docstring)."""
-        return [c.name for c in self.columns if not c.pii and c.type in PRIMITIVES]
+        keeps statistics for, but partition columns (their value is the file's partition, not a statistic).
+        PII columns never get statistics (module docstring)."""
+        return [c.name for c in self.columns
+                if not c.pii and c.type in STATS_TYPES and c.name not in self.partition_by]
 
     def trino_columns(self) -> list[tuple[str, str]]:
         return [(c.name, trino_type(c.type)) for c in self.columns]

@@ -141,8 +141,10 @@ def _pii_contract(root: Path, columns: str, layout: str = "") -> Path:
 def test_pii_columns_get_no_statistics_and_cannot_lay_out_a_table(tmp_path: Path) -> None:
     maps = "  - {name: extra, type: 'map<string,string>', nullable: true, pii: raw, description: unknown}\n"
     people = contracts.load_contract_file(_pii_contract(tmp_path, maps + "  - {name: n, type: long, nullable: true, "
-                                                                         "description: a count}\n"))
-    assert people.stats_columns == ["id", "n"]  # not the subject, not the map (Delta keeps none of maps)
+                                                                         "description: a count}\n"
+                                                           "  - {name: ok, type: boolean, nullable: true, "
+                                                           "description: a flag}\n"))
+    assert people.stats_columns == ["id", "n"]  # not the subject; not the map or boolean (Delta refuses them)
     for layout in ("partition_by: [who]\n", "zorder_by: [who]\n"):
         with pytest.raises(ContractError, match=r"PII column\(s\) \['who'\] cannot partition or Z-order"):
             contracts.load_contract_file(_pii_contract(tmp_path, "", layout))

@@ -90,3 +90,13 @@ def test_pii_columns_get_no_statistics_in_the_log(spark, settings: Settings, tmp
     assert not delta_io.conform_stats_columns(spark, str(older), subjects)  # in line: no second commit
     rows.write.format("delta").mode("append").save(str(older))
     assert "jane.doe" not in str(_file_stats(older)[-1])
+
+
+def test_delta_accepts_the_statistics_columns_of_every_contract(spark, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Delta refuses some columns as statistics columns (booleans, maps, partition columns): every table
+    can be created with its contract's."""
+    lake = settings.with_overrides(lake_root=str(tmp_path))
+    for name, table in all_contracts().items():
+        delta_io.append(spark, lake, name, spark.createDataFrame([], table.spark_schema()))
+        properties = spark.sql(f"describe detail delta.`{lake.table_path(table.layer, table.table)}`").first()
+        assert properties["properties"][delta_io.STATS_PROPERTY] == ",".join(table.stats_columns), name  # type: ignore[index]
