@@ -271,11 +271,11 @@ def test_quality_sample_keys_show_pii_masked_and_the_row_can_be_found(lake: Sett
     for user in ("analyst", "ml_engineer"):  # readers find the row by the masked id they read
         found = f"select capture_id from {catalog}.silver.subjects where subject_id = '{masked}'"
         assert _run(lake, user, found) == [["gen-00000"]], user
-    # The operator, who reads raw ids, matches them through the same mask (the README's query).
-    operator = (f"select subject_id from {catalog}.silver.subjects where 'masked:' || lower(substr(to_hex("
-                f"hmac_sha256(to_utf8(subject_id), (select key_bytes from {catalog}.ops.mask_keys))), 1, 16)) "
-                f"= '{masked}'")
-    assert _run(lake, "pipeline", operator) == [[PLANTED["subject"]["email"]]]
+    # The operator, who reads raw ids, matches them through the same mask: the README's query.
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    operator = readme.split("an operator with the mask itself:", 1)[1].split("```sql\n", 1)[1].split(";", 1)[0]
+    rows = _run(lake, "pipeline", operator.replace("'masked:...'", f"'{masked}'").replace("delta.", f"{catalog}."))
+    assert [r[1] for r in rows or []] == [PLANTED["subject"]["email"]]
 
 
 def test_readers_see_only_the_declared_scenario_tags(lake: Settings) -> None:
