@@ -9,12 +9,21 @@ registration step, or `scenelake access rules`), with no other edit.
 
 Masks keep a value's identity without revealing it: an identifier (subject id, device serial) is
 replaced by a keyed hash (HMAC-SHA256, first 16 hex digits) so analysts can still count and join
-distinct subjects; a raw record (`raw`) becomes NULL. The key is not in the rules: Trino prints a
-mask's constants in EXPLAIN, so a key written into the expression would be readable by the very
-users it hides values from. It lives in the table `ops.mask_keys` (one random row, created by
-`ensure_key_table` when the server starts or by `scenelake access init` on a cluster), which only
-the writers may read; each mask reads it through a subquery evaluated as the `pipeline` user
-(`mask_environment`). Without that table, masked reads fail: access fails closed.
+distinct subjects; a raw record (`raw`) becomes NULL, and a raw map with `safe_keys` in its contract
+(scenario tags) keeps only those keys. The key is not in the rules: Trino prints a mask's constants
+in EXPLAIN, so a key written into the expression would be readable by the very users it hides
+values from. It lives in the table `ops.mask_keys` (one random row, created by `ensure_key_table`
+when the server starts or by `scenelake access init` on a cluster), which only the writers may read;
+each mask reads it through a subquery evaluated as the `pipeline` user (`mask_environment`). Without
+that table, masked reads fail: access fails closed. The key is a varbinary, because the Delta writer
+keeps no min/max statistics of binary columns: a varchar key would be copied in clear into the
+statistics of the table's log.
+
+Metadata follows the data: the hidden tables the Delta connector puts beside each table (`t$history`,
+`t$transactions`, ...) show what the data files hold (their min/max statistics, partition values),
+so a reader reads them only for a table whose every column it reads unmasked. They are allowed one
+by one (METADATA_TABLES); any other hidden table, such as one a later Trino adds, matches no rule
+and is denied. Nobody but the writers reads `ops.mask_keys` or any of its hidden tables.
 
 Views are created SECURITY INVOKER (scenelake.views.deploy), so a view over a masked column
 is evaluated with the reader's masks and does not reveal it.
@@ -35,7 +44,7 @@ from typing import Any
 
 from scenelake.contracts import PII_KINDS, SCHEMAS_DIR, Contract, all_contracts
 from scenelake.settings import LAYERS, Settings
-from scenelake.trino_client import quote
+from scenelake.trino_client import literal, quote
 
 ALLOW, MASK, DENY = "allowed", "masked", "denied"
 
@@ -66,14 +75,29 @@ class AccessError(Exception):
 
 
 def column_access(role: Role, table: Contract, column: str) -> str:
-    """How `role` sees `table.column`: ALLOW, MASK or DENY (DENY also when the table is not readable)."""
+    """How `role` sees `table.column`: ALLOW, MASK or DENY (DENY also when the table is not readable).
+    A raw map with safe keys is masked (to those keys) for a role that would be denied raw records."""
     if table.layer not in role.reads:
         return DENY
-    kind = table.column(column).pii
-    return role.pii[kind] if kind else ALLOW
+    col = table.column(column)
+    if not col.pii:
+        return ALLOW
+    access = role.pii[col.pii]
+    return MASK if access == DENY and col.safe_keys else access
+
+
+# The Delta connector's hidden tables (Trino 476) a reader may read where it reads the whole table.
+METADATA_TABLES = ("history", "transactions", "properties", "partitions")
+
+
+def metadata_access(role: Role, table: Contract) -> str:
+    """How `role` sees the hidden tables of `table`: ALLOW only when it reads every column unmasked."""
+    readable = all(column_access(role, table, c.name) == ALLOW for c in table.columns)
+    return ALLOW if table.layer in role.reads and readable else DENY
 
 
 KEY_TABLE = ("ops", "mask_keys")
+KEY_COLUMN = "key_bytes"
 KEY_USER = "pipeline"  # the user masks read the key as
 
 
@@ -95,18 +119,51 @@ def ensure_key_table(settings: Settings) -> str:
     # One statement creates the table with its key (a no-op when it exists): nothing can leave
     # an empty key table behind.
     query(settings, f"create table if not exists {table} with (location = '{location}') as "
-                    f"select '{secrets.token_hex(32)}' as key_hex", user=KEY_USER)
-    rows = query(settings, f"select key_hex from {table}", user=KEY_USER)
+                    f"select from_hex('{secrets.token_hex(32)}') as {KEY_COLUMN}", user=KEY_USER)
+    columns = [c[0] for c in query(
+        settings, f"select column_name from {quote(settings.trino_catalog)}.information_schema.columns "
+                  f"where table_schema = '{KEY_TABLE[0]}' and table_name = '{KEY_TABLE[1]}'", user=KEY_USER)]
+    if columns != [KEY_COLUMN]:
+        raise AccessError(f"{table} has columns {columns}, not [{KEY_COLUMN}]: it predates keys kept "
+                          "out of the Delta statistics, so its log holds the key in clear. Unregister it "
+                          f"(call {quote(settings.trino_catalog)}.system.unregister_table('ops', 'mask_keys')), delete "
+                          f"{location} and start again; the new key changes every masked value")
+    rows = query(settings, _key_sql(settings), user=KEY_USER)
     if len(rows) != 1:
         raise AccessError(f"{table} must hold exactly one key, it holds {len(rows)}: keep one row")
     return str(rows[0][0])
 
 
-def mask_expression(column: str, trino_type: str, kind: str, catalog: str) -> str:
+def _key_sql(settings: Settings) -> str:
+    return f"select lower(to_hex({KEY_COLUMN})) from {key_table(settings.trino_catalog)}"
+
+
+def read_key(settings: Settings) -> str:
+    """The masking key (hex), read through Trino as the pipeline user (jobs mask with it what they
+    write for readers, e.g. quality sample keys). AccessError when Trino or the key is unavailable."""
+    import trino
+
+    from scenelake.trino_client import query
+
+    try:
+        rows = query(settings, _key_sql(settings), user=KEY_USER)
+    except (OSError, trino.exceptions.Error, trino.exceptions.HttpError) as exc:
+        raise AccessError(f"cannot read the masking key from {key_table(settings.trino_catalog)}: {exc}") from exc
+    if len(rows) != 1:
+        raise AccessError(f"{key_table(settings.trino_catalog)} must hold exactly one key, it holds {len(rows)}")
+    return str(rows[0][0])
+
+
+def mask_expression(column: str, trino_type: str, kind: str, catalog: str, safe_keys: tuple[str, ...] = ()) -> str:
     """The SQL Trino evaluates instead of the column for a masked reader."""
+    name = quote(column)
     if kind != "raw" and trino_type == "varchar":
-        key = f"from_hex((select key_hex from {key_table(catalog)}))"
-        return (f"'masked:' || lower(substr(to_hex(hmac_sha256(to_utf8({quote(column)}), {key})), 1, 16))")
+        key = f"(select {KEY_COLUMN} from {key_table(catalog)})"
+        return f"'masked:' || lower(substr(to_hex(hmac_sha256(to_utf8({name}), {key})), 1, 16))"
+    if safe_keys:
+        # NULL, like the column, when no safe key is left: a reader cannot tell unknown fields were there.
+        kept = f"map_filter({name}, (k, v) -> k IN ({', '.join(literal(k) for k in safe_keys)}))"
+        return f"CASE WHEN cardinality({kept}) > 0 THEN {kept} END"
     return f"CAST(NULL AS {trino_type})"
 
 
@@ -117,8 +174,28 @@ def masked_value(value: str | None, key: str) -> str | None:
     return "masked:" + hmac.new(bytes.fromhex(key), value.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+def _column_rules(role: Role, table: Contract, catalog: str) -> list[dict[str, Any]]:
+    """The column entries of `role`'s rule on `table`: its masked and denied columns."""
+    types = dict(table.trino_columns())
+    columns: list[dict[str, Any]] = []
+    for col in table.columns:
+        access = column_access(role, table, col.name)
+        if access == DENY:
+            columns.append({"name": col.name, "allow": False})
+        elif access == MASK:
+            columns.append({"name": col.name, "mask": mask_expression(col.name, types[col.name], col.pii or "",
+                                                                      catalog, col.safe_keys),
+                            "mask_environment": {"user": KEY_USER}})
+    return columns
+
+
 def rules(catalog: str, contracts: Mapping[str, Contract] | None = None) -> dict[str, Any]:
-    """Trino's system access control rules (rules.json) for the policy over these contracts."""
+    """Trino's system access control rules (rules.json) for the policy over these contracts.
+
+    Table rules are first-match: the writers' rule, the key table (and its hidden tables) for
+    nobody else, then per reader its PII tables, the hidden tables of the tables it reads whole, and
+    last its layers. The layer rule matches no name with a `$`, so a hidden table without a rule of
+    its own is denied."""
     contracts = all_contracts() if contracts is None else contracts
     for table in contracts.values():
         for col in table.columns:
@@ -128,34 +205,26 @@ def rules(catalog: str, contracts: Mapping[str, Contract] | None = None) -> dict
     writers = "|".join(r.name for r in POLICY if r.writes)
     readers = [r for r in POLICY if not r.writes]
     cat = re.escape(catalog)
+    hidden = r"\$(" + "|".join(METADATA_TABLES) + ")"
     tables: list[dict[str, Any]] = [
-        {"group": writers, "privileges": ["SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"]}]
-    # The masking key: readers never read it (their masks do, as KEY_USER).
-    tables.append({"catalog": cat, "schema": re.escape(KEY_TABLE[0]), "table": re.escape(KEY_TABLE[1]),
-                   "privileges": []})
+        {"group": writers, "privileges": ["SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"]},
+        # The masking key: readers never read it (their masks do, as KEY_USER), nor its log.
+        {"catalog": cat, "schema": re.escape(KEY_TABLE[0]), "table": re.escape(KEY_TABLE[1]) + r"(\$.*)?",
+         "privileges": []}]
     for role in readers:
-        # PII tables first: the first matching rule wins, so these come before the layer-wide rule.
+        group = re.escape(role.name)
         for table in contracts.values():
-            pii = [c for c in table.columns if c.pii]
-            if not pii:
-                continue
-            rule: dict[str, Any] = {"group": re.escape(role.name), "catalog": cat, "schema": re.escape(table.layer),
-                                    "table": re.escape(table.table), "privileges": []}
-            if table.layer in role.reads:
-                rule["privileges"] = ["SELECT"]
-                columns = []
-                for col in pii:
-                    access = role.pii[col.pii or ""]
-                    if access == DENY:
-                        columns.append({"name": col.name, "allow": False})
-                    elif access == MASK:
-                        columns.append({"name": col.name, "mask": mask_expression(
-                            col.name, dict(table.trino_columns())[col.name], col.pii or "", catalog),
-                            "mask_environment": {"user": KEY_USER}})
-                rule["columns"] = columns
-            tables.append(rule)
-        tables.append({"group": re.escape(role.name), "catalog": cat,
-                       "schema": "|".join(re.escape(layer) for layer in role.reads), "privileges": ["SELECT"]})
+            where = {"group": group, "catalog": cat, "schema": re.escape(table.layer)}
+            if any(c.pii for c in table.columns):
+                # Before the layer rule: the first matching rule wins.
+                rule: dict[str, Any] = {**where, "table": re.escape(table.table), "privileges": []}
+                if table.layer in role.reads:
+                    rule.update(privileges=["SELECT"], columns=_column_rules(role, table, catalog))
+                tables.append(rule)
+            if metadata_access(role, table) == ALLOW:
+                tables.append({**where, "table": re.escape(table.table) + hidden, "privileges": ["SELECT"]})
+        tables.append({"group": group, "catalog": cat, "schema": "|".join(re.escape(layer) for layer in role.reads),
+                       "table": r"[^$]*", "privileges": ["SELECT"]})
     return {
         "catalogs": [
             {"group": writers, "allow": "all"},
@@ -229,15 +298,36 @@ def _replace(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def matrix(contracts: Mapping[str, Contract] | None = None) -> list[tuple[str, str, str, str]]:
-    """(group, layer.table, column, access) for every PII column and every group, plus each
-    group's access to every table (column '*'): the policy as people read it."""
+def _how(role: Role, table: Contract, column: str) -> str:
+    """What a reader gets of a masked column, in words."""
+    col = table.column(column)
+    if column_access(role, table, column) != MASK:
+        return ""
+    if col.safe_keys:
+        return f"only keys {', '.join(col.safe_keys)}"
+    return "NULL" if col.pii == "raw" or col.type != "string" else "keyed hash"
+
+
+def matrix(contracts: Mapping[str, Contract] | None = None) -> list[tuple[str, str, str, str, str]]:
+    """(group, layer.table, column, access, how) for every group: each table (column '*'), each PII column,
+    each hidden table (`layer.table$history`, ..., and `$*` for any other), and the key table: the policy
+    as people read it."""
     contracts = all_contracts() if contracts is None else contracts
     rows = []
     for role in POLICY:
         for table in contracts.values():
-            rows.append((role.name, table.name, "*", ALLOW if table.layer in role.reads else DENY))
+            rows.append((role.name, table.name, "*", ALLOW if table.layer in role.reads else DENY, ""))
             for col in table.columns:
                 if col.pii:
-                    rows.append((role.name, table.name, col.name, column_access(role, table, col.name)))
+                    rows.append((role.name, table.name, col.name, column_access(role, table, col.name),
+                                 _how(role, table, col.name)))
+            meta = ALLOW if role.writes else metadata_access(role, table)
+            why = "" if meta == ALLOW else ("masked or denied columns" if table.layer in role.reads
+                                            else "table denied")
+            rows += [(role.name, f"{table.name}${m}", "*", meta, why) for m in METADATA_TABLES]
+            rows.append((role.name, f"{table.name}$*", "*", ALLOW if role.writes else DENY,
+                         "" if role.writes else "hidden tables not listed"))
+        key = ALLOW if role.writes else DENY
+        rows += [(role.name, f"{'.'.join(KEY_TABLE)}{suffix}", "*", key, "" if role.writes else "the masking key")
+                 for suffix in ("", "$*")]
     return rows

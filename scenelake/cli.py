@@ -368,11 +368,12 @@ def access_init() -> None:
 
 @access_group.command("matrix")
 def access_matrix() -> None:
-    """Who sees what: every group x table ('*') and every PII column, allowed / masked / denied."""
+    """Who sees what: every group x table ('*'), PII column and hidden table ($history, ...), allowed / masked /
+    denied, and what a mask shows."""
     from scenelake import access
 
     rows: list[list[object]] = [list(r) for r in access.matrix()]
-    click.echo(format_table(["group", "table", "column", "access"], rows))
+    click.echo(format_table(["group", "table", "column", "access", "how"], rows))
 
 
 @main.command()

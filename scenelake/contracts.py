@@ -5,6 +5,16 @@ these files, never written again by hand. The type grammar is Spark's DDL subset
 string, int, long, double, boolean, date, timestamp, array<T>, map<K,V>, struct<a:T,...>.
 The parser is hand-written (about 40 lines) because pyspark's own DDL parser needs a running
 JVM, and contracts are read by tools that never start one (docs, SQL checks).
+
+Two rules follow from a column's PII flag, so no contract repeats them:
+- PII columns never get Delta statistics (`Contract.stats_columns` feeds the table property
+  `delta.dataSkippingStatsColumns`). A PII identifier gains nothing from data skipping (nobody
+  filters a scan by a subject id range), and a file's min/max values are copied into every commit
+  and checkpoint of the log, where they outlive the rows and any mask on the column. For the same
+  reason a PII column cannot partition or Z-order a table.
+- A map of fields the contract does not know (`extra`, `tags`) is `pii: raw`: an unknown field is
+  PII until proven otherwise. Keys known to be safe are listed in the column's `safe_keys`; readers
+  who may not see raw records see the map with those keys only.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ PRIMITIVES: dict[str, tuple[T.DataType, str]] = {
     "timestamp": (T.TimestampType(), "timestamp(3) with time zone"),
 }
 
+# Types Delta keeps min/max statistics of (it refuses booleans, maps and arrays as statistics columns).
+STATS_TYPES = {"string", "int", "long", "double", "date", "timestamp"}
 
 # The kinds of PII a column can hold (`pii:` in a contract); scenelake.access decides who sees each.
 PII_KINDS = {
@@ -56,6 +68,8 @@ class Column:
     allowed: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    # Keys of a `pii: raw` map that readers may see (scenelake.access keeps only these for them).
+    safe_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,14 @@ class Contract:
     def spark_schema(self) -> T.StructType:
         return T.StructType([T.StructField(c.name, spark_type(c.type), c.nullable)
                              for c in self.columns])
+
+    @property
+    def stats_columns(self) -> list[str]:
+        """Columns the Delta writer collects min/max statistics on: every non-PII column of a type Delta
+        keeps statistics for, but partition columns (their value is the file's partition, not a statistic).
+        PII columns never get statistics (module docstring)."""
+        return [c.name for c in self.columns
+                if not c.pii and c.type in STATS_TYPES and c.name not in self.partition_by]
 
     def trino_columns(self) -> list[tuple[str, str]]:
         return [(c.name, trino_type(c.type)) for c in self.columns]
@@ -166,11 +188,15 @@ def _column(raw: dict[str, Any], where: Path) -> Column:
     if pii is not None and pii not in PII_KINDS:
         raise ContractError(f"{where}: column {raw['name']!r} has pii: {pii!r}; expected one of "
                             + ", ".join(f"{k} ({v})" for k, v in PII_KINDS.items()))
+    safe_keys = tuple(raw.get("safe_keys") or ())
+    if safe_keys and (pii != "raw" or not raw["type"].startswith("map<string,")):
+        raise ContractError(f"{where}: column {raw['name']!r} has safe_keys; only a `pii: raw` map<string,...> "
+                            "column can list the keys readers may see")
     return Column(
         name=raw["name"], type=raw["type"], nullable=bool(raw["nullable"]),
         description=raw["description"], pii=pii,
         allowed=tuple(raw["allowed"]) if "allowed" in raw else None,
-        minimum=raw.get("min"), maximum=raw.get("max"),
+        minimum=raw.get("min"), maximum=raw.get("max"), safe_keys=safe_keys,
     )
 
 
@@ -202,6 +228,11 @@ def load_contract_file(path: Path) -> Contract:
               if c.type not in PRIMITIVES]
     if nested:
         raise ContractError(f"{path}: partition and zorder columns must be of a primitive type, not {nested}")
+    # Partition values are written into file paths and the log; Z-ordering needs statistics.
+    pii = [c.name for c in map(contract.column, (*contract.partition_by, *contract.zorder_by)) if c.pii]
+    if pii:
+        raise ContractError(f"{path}: PII column(s) {pii} cannot partition or Z-order a table: partition values "
+                            "are in file paths and the Delta log, and PII columns have no statistics to Z-order by")
     return contract
 
 

@@ -4,6 +4,8 @@ Every write checks the DataFrame against the table's contract first: a job canno
 table that has no contract, or a column the contract lacks. A column the contract gained since
 the table was created is added to the table first (additive columns are not a breaking change),
 and a table whose partitioning differs from its contract's is rewritten with the contract's first.
+Every table collects Delta statistics on its contract's non-PII columns only (`STATS_PROPERTY`, set
+when the table is created and brought in line before a write): see scenelake.contracts.
 """
 
 from __future__ import annotations
@@ -187,8 +189,23 @@ def ensure_change_feed(spark: SparkSession, path: str, table: Contract) -> None:
         spark.sql(f"alter table delta.`{path}` set tblproperties ('{CHANGE_FEED}' = 'true')")
 
 
+STATS_PROPERTY = "delta.dataSkippingStatsColumns"
+
+
+def conform_stats_columns(spark: SparkSession, path: str, table: Contract) -> bool:
+    """Set the table's statistics columns to the contract's when they differ (one commit). Files
+    written before keep their statistics until compaction rewrites them. Returns whether it set them."""
+    want = ",".join(table.stats_columns)
+    properties = DeltaTable.forPath(spark, path).detail().first()["properties"]  # type: ignore[index]
+    if properties.get(STATS_PROPERTY) == want:
+        return False
+    spark.sql(f"alter table delta.`{path}` set tblproperties ('{STATS_PROPERTY}' = '{want}')")
+    return True
+
+
 def _prepare_existing(spark: SparkSession, path: str, table: Contract) -> None:
     add_new_columns(spark, path, table)
+    conform_stats_columns(spark, path, table)
     conform_layout(spark, path, table)
     ensure_change_feed(spark, path, table)
 
@@ -201,11 +218,14 @@ def append(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
            commit_metadata: str | None = None) -> None:
     table = contract(name)
     path = settings.table_path(table.layer, table.table)
+    writer = _conformed(df, table).write.format("delta").mode("append")
     if DeltaTable.isDeltaTable(spark, path):
         _prepare_existing(spark, path, table)
-    writer = _conformed(df, table).write.format("delta").mode("append")
-    if table.change_feed:
-        writer = writer.option(CHANGE_FEED, "true")
+    else:
+        # A table property on the writer applies when the write creates the table.
+        writer = writer.option(STATS_PROPERTY, ",".join(table.stats_columns))
+        if table.change_feed:
+            writer = writer.option(CHANGE_FEED, "true")
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)
     writer.options(**_writer_options(commit_metadata)).save(path)

@@ -21,8 +21,10 @@ import logging
 import math
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -180,17 +182,47 @@ def _with_history(check: Check, last: float | None) -> dict[str, Any]:
     return kwargs
 
 
-def _sample_keys(details: dict[str, Any], keys: list[str]) -> tuple[str, ...]:
+Shown = Callable[[str, Any], Any]  # (column, value) -> what a sample key shows of it
+WITHHELD = "<withheld>"
+
+
+def sample_key_mask(settings: Settings, name: str) -> Shown:
+    """What sample keys of `name` show of a value: every reader reads ops.quality_results, so a PII
+    identifier shows as the readers' mask shows it (scenelake.access.masked_value with the deployment's
+    key, read through Trino once it is first needed; a reader finds the row with `where subject_id =
+    '<masked value>'`), and a raw value, or any PII value when no key can be read, is withheld."""
+    from scenelake import access
+
+    columns = {c.name: c for c in contract(name).columns if c.pii}
+
+    @cache
+    def key() -> str | None:
+        try:
+            return access.read_key(settings)
+        except access.AccessError:
+            return None
+
+    def shown(column: str, value: Any) -> Any:
+        col = columns.get(column)
+        if col is None or value is None:
+            return value
+        secret = key() if col.pii != "raw" and col.type == "string" else None
+        return WITHHELD if secret is None else access.masked_value(str(value), secret)
+
+    return shown
+
+
+def _sample_keys(details: dict[str, Any], keys: list[str], shown: Shown | None = None) -> tuple[str, ...]:
     rows = details.get("partial_unexpected_index_list") or (details.get("details") or {}).get("unexpected_rows") or []
     out = []
     for row in rows[:SAMPLE_KEYS]:
         if isinstance(row, dict):
-            shown = [k for k in keys if k in row] or list(row)[:4]
-            out.append(",".join(f"{k}={row[k]}" for k in shown))
+            columns = [k for k in keys if k in row] or list(row)[:4]
+            out.append(",".join(f"{k}={row[k] if shown is None else shown(k, row[k])}" for k in columns))
     return tuple(out)
 
 
-def _unexpected_rows(df: DataFrame, check: Check, keys: list[str]) -> tuple[str, ...]:
+def _unexpected_rows(df: DataFrame, check: Check, keys: list[str], shown: Shown | None = None) -> tuple[str, ...]:
     """A few rows of a failed unexpected-rows query (GE's summary format leaves them out)."""
     view = f"gate_batch_{uuid.uuid4().hex[:8]}"
     df.createOrReplaceTempView(view)
@@ -199,7 +231,7 @@ def _unexpected_rows(df: DataFrame, check: Check, keys: list[str]) -> tuple[str,
         rows = df.sparkSession.sql(f"SELECT * FROM ({query}) LIMIT {SAMPLE_KEYS}").collect()
     finally:
         df.sparkSession.catalog.dropTempView(view)
-    return _sample_keys({"details": {"unexpected_rows": [r.asDict() for r in rows]}}, keys)
+    return _sample_keys({"details": {"unexpected_rows": [r.asDict() for r in rows]}}, keys, shown)
 
 
 # A batch up to this many rows is validated in pandas: Great Expectations on Spark runs one or more
@@ -210,11 +242,12 @@ SQL_EXPECTATIONS = ("unexpected_rows_expectation",)
 
 
 def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
-             docs_dir: Path | None = None) -> list[CheckResult]:
+             docs_dir: Path | None = None, shown: Shown | None = None) -> list[CheckResult]:
     """Run the table's suite on one batch with Great Expectations.
 
     `history` maps a check's label to its last published observation (see `_with_history`);
-    with `docs_dir`, the result is also rendered into the Great Expectations Data Docs there. A
+    with `docs_dir`, the result is also rendered into the Great Expectations Data Docs there;
+    `shown` says what sample keys show of each value (`sample_key_mask`; default: the value). A
     small batch (PANDAS_MAX_ROWS) is collected once and validated with GE's pandas engine, except
     the Spark SQL expectations; a large one stays on Spark. Both engines give the same outcomes.
     """
@@ -231,12 +264,13 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
         parts = [("spark", df, everything)]
     outcomes: list[CheckResult] = []
     for engine, data, chosen in parts:
-        outcomes += _validate_part(engine, data, df, name, checks, chosen, history, docs_dir)
+        outcomes += _validate_part(engine, data, df, name, checks, chosen, history, docs_dir, shown)
     return sorted(outcomes, key=lambda o: checks.index(o.check))
 
 
 def _validate_part(engine: str, data: Any, df: DataFrame, name: str, checks: list[Check], chosen: list[int],
-                   history: dict[str, float] | None, docs_dir: Path | None) -> list[CheckResult]:
+                   history: dict[str, float] | None, docs_dir: Path | None,
+                   shown: Shown | None) -> list[CheckResult]:
     keys = list(contract(name).primary_key)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -271,11 +305,11 @@ def _validate_part(engine: str, data: Any, df: DataFrame, name: str, checks: lis
         check = checks[int(config.meta["check"])]
         details = res.result or {}
         unexpected = details.get("unexpected_count")
-        samples = _sample_keys(details, keys)
+        samples = _sample_keys(details, keys, shown)
         if check.expectation == "unexpected_rows_expectation":
             unexpected = details.get("observed_value")
             if not res.success:
-                samples = _unexpected_rows(df, check, keys)
+                samples = _unexpected_rows(df, check, keys, shown)
         outcomes.append(CheckResult(check, bool(res.success), unexpected, _plain(details.get("observed_value")),
                                     samples))
     return outcomes
@@ -338,8 +372,8 @@ def _record(run: GateRun, name: str, outcomes: list[CheckResult], outcome: str) 
 def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResult]:
     """Validate a batch; raise QualityGateFailed when a `fail` check fails (unless accepted), else return all.
 
-    With `run`, the results are appended to ops.quality_results whatever happens, and history
-    checks compare with the table's last published batch.
+    With `run`, the results are appended to ops.quality_results whatever happens (sample keys with
+    their PII masked, `sample_key_mask`), and history checks compare with the table's last published batch.
     """
     # Each expectation is a Spark job of its own: validate a cached batch, so that the joins and
     # parsing behind it run once, not once per expectation (a no-op when the caller cached it).
@@ -347,7 +381,7 @@ def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResu
     df = df.cache() if cached else df
     try:
         outcomes = validate(df, name, last_published(run, name) if run else None,
-                            data_docs_dir(run) if run else None)
+                            data_docs_dir(run) if run else None, sample_key_mask(run.settings, name) if run else None)
     finally:
         if cached:
             df.unpersist()

@@ -1,10 +1,11 @@
-"""Access control through the real Trino: every user x table x column behaves as declared.
+"""Access control through the real Trino: every user x table x column x hidden table behaves as declared.
 
 One row per contract table is written (every column filled, PII strings distinct per column) to a
-lake of its own; then each user reads each table. The
-expected behaviour is declared here, from the issue, independently of scenelake.access: only the
-contracts' PII flags say which columns are PII. At the end the module unregisters its tables, so
-later tests register their own.
+lake of its own; then each user reads each table and its hidden tables ($history, ...). The
+expected behaviour is declared here, from the issues, independently of scenelake.access: only the
+contracts' PII flags (and the safe keys of raw maps) say which columns are PII. At the end the
+module unregisters its tables, so later tests register their own. The attacker's probe over a
+pipeline-built lake with planted identifiers is tests/integration/test_access_probe.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from scenelake.trino_server import TrinoServer
 
 pytestmark = pytest.mark.integration
 
-# The declared policy (issue 6): layers each user reads, and how each kind of PII looks to them.
+# The declared policy (issue 6): layers each user reads, and how each kind of PII looks to them. A raw
+# map's safe keys (issue 13) are read by every reader who may not read the raw map.
 EVERY = set(LAYERS)
 DECLARED: dict[str, dict[str, Any]] = {
     "admin": {"reads": EVERY, "subject": "allowed", "device": "allowed", "raw": "allowed"},
@@ -36,10 +38,23 @@ DECLARED: dict[str, dict[str, Any]] = {
     "analyst": {"reads": {"silver", "gold", "ops"}, "subject": "masked", "device": "masked", "raw": "denied"},
     "mallory": {"reads": set(), "subject": "denied", "device": "denied", "raw": "denied"},  # not in any group
 }
+# The hidden tables of Trino 476's Delta connector (issue 13): readable only with the whole table.
+HIDDEN = ("history", "transactions", "properties", "partitions")
 
 
-def literal(dtype: T.DataType, label: str) -> str:
-    """A non-null Trino literal of `dtype`; strings carry their column's name so every PII value differs."""
+def expected(user: str, table: Contract, column: str) -> str:
+    declared = DECLARED[user]
+    if table.layer not in declared["reads"]:
+        return "denied"
+    col = table.column(column)
+    if not col.pii:
+        return "allowed"
+    return "masked" if declared[col.pii] == "denied" and col.safe_keys else str(declared[col.pii])
+
+
+def literal(dtype: T.DataType, label: str, keys: tuple[str, ...] = ()) -> str:
+    """A non-null Trino literal of `dtype`; strings carry their column's name so every PII value differs.
+    A map has an entry named after the column, plus one per key in `keys` (a raw map's safe keys)."""
     if isinstance(dtype, T.StringType):
         return f"'{label}-value'"
     if isinstance(dtype, T.BooleanType):
@@ -55,7 +70,9 @@ def literal(dtype: T.DataType, label: str) -> str:
     if isinstance(dtype, T.ArrayType):
         return f"ARRAY[{literal(dtype.elementType, label)}]"
     if isinstance(dtype, T.MapType):
-        return f"MAP(ARRAY[{literal(dtype.keyType, label)}], ARRAY[{literal(dtype.valueType, label)}])"
+        names = [literal(dtype.keyType, label), *(f"'{k}'" for k in keys)]
+        values = [literal(dtype.valueType, f"{label}.{k}") for k in ("", *keys)]
+        return f"MAP(ARRAY[{', '.join(names)}], ARRAY[{', '.join(values)}])"
     if isinstance(dtype, T.StructType):
         return f"ROW({', '.join(literal(f.dataType, f'{label}.{f.name}') for f in dtype.fields)})"
     raise AssertionError(f"no literal for {dtype}")
@@ -73,7 +90,8 @@ def denied(settings: Settings, user: str, sql: str) -> str:
 
 
 def mask_key(settings: Settings) -> str:
-    return str(select(settings, "pipeline", f"select key_hex from {access.key_table(settings.trino_catalog)}")[0][0])
+    key_table = access.key_table(settings.trino_catalog)
+    return str(select(settings, "pipeline", f"select lower(to_hex(key_bytes)) from {key_table}")[0][0])
 
 
 def name_of(settings: Settings, table: Contract) -> str:
@@ -101,8 +119,8 @@ def access_lake(trino: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     tables = list(all_contracts().values())
     for table in tables:
         types = dict(table.trino_columns())
-        values = ", ".join(f"CAST({literal(f.dataType, f'{table.name}.{f.name}')} AS {types[f.name]}) "
-                           f"AS {quote(f.name)}" for f in table.spark_schema().fields)
+        values = ", ".join(f"CAST({literal(f.dataType, f'{table.name}.{f.name}', table.column(f.name).safe_keys)} "
+                           f"AS {types[f.name]}) AS {quote(f.name)}" for f in table.spark_schema().fields)
         select(lake, "pipeline", f"create schema if not exists {quote(lake.trino_catalog)}.{quote(table.layer)}")
         select(lake, "pipeline", f"create table {name_of(lake, table)} with (location = "
                                  f"'{lake.trino_location(table.layer, table.table)}') as select {values}")
@@ -120,7 +138,7 @@ def access_lake(trino: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def test_every_user_table_and_column_behaves_as_declared(access_lake: Settings) -> None:
     key = mask_key(access_lake)
-    checked = {"allowed": 0, "masked": 0, "denied": 0, "table denied": 0}
+    checked = {"allowed": 0, "masked": 0, "denied": 0, "table denied": 0, "safe keys": 0}
     for table in all_contracts().values():
         columns = table.column_names
         truth = select(access_lake, "admin",
@@ -135,7 +153,7 @@ def test_every_user_table_and_column_behaves_as_declared(access_lake: Settings) 
                 denied(access_lake, user, f"select count(*) from {name_of(access_lake, table)}")
                 checked["table denied"] += 1
                 continue
-            expect = {c: declared[table.column(c).pii] if table.column(c).pii else "allowed" for c in columns}
+            expect = {c: expected(user, table, c) for c in columns}
             readable = [c for c in columns if expect[c] != "denied"]
             got = dict(zip(readable, select(access_lake, user, f"select {', '.join(map(quote, readable))} "
                                                                 f"from {name_of(access_lake, table)}")[0], strict=True))
@@ -144,8 +162,11 @@ def test_every_user_table_and_column_behaves_as_declared(access_lake: Settings) 
                 if expect[column] == "allowed":
                     assert got[column] == row[column], where
                 elif expect[column] == "masked":
-                    want = None if table.column(column).pii == "raw" else access.masked_value(row[column], key)
+                    col = table.column(column)
+                    want = ({k: row[column][k] for k in col.safe_keys} if col.safe_keys else
+                            None if col.pii == "raw" else access.masked_value(row[column], key))
                     assert got[column] == want and got[column] != row[column], where
+                    checked["safe keys"] += bool(col.safe_keys)
                 else:
                     denied(access_lake, user, f"select {quote(column)} from {name_of(access_lake, table)}")
                     if len(columns) > 1:  # SELECT * names the denied column too
@@ -153,8 +174,26 @@ def test_every_user_table_and_column_behaves_as_declared(access_lake: Settings) 
                 checked[expect[column]] += 1
     # The matrix really covered every kind of outcome, and every PII column of every layer.
     pii_columns = [(t.name, c.name) for t in all_contracts().values() for c in t.columns if c.pii]
-    assert {t for t, _ in pii_columns} >= {"bronze.captures", "silver.subjects", "ops.quarantine"}
-    assert len(pii_columns) >= 6 and all(checked.values()), checked
+    assert {t for t, _ in pii_columns} >= {"bronze.captures", "silver.subjects", "ops.quarantine", "silver.captures"}
+    assert len(pii_columns) >= 10 and all(checked.values()), checked
+
+
+def test_hidden_tables_are_readable_only_with_the_whole_table(access_lake: Settings) -> None:
+    """A table's hidden tables show its files' statistics and partition values: a user reads them only
+    for a table whose every column it reads unmasked; the writers read all of them."""
+    seen = {"allowed": 0, "denied": 0}
+    for table in all_contracts().values():
+        for user in DECLARED:
+            whole = all(expected(user, table, c) == "allowed" for c in table.column_names)
+            for hidden in HIDDEN:
+                sql = f'select count(*) from {name_of(access_lake, table)[:-1]}${hidden}"'
+                if whole:
+                    assert select(access_lake, user, sql)[0][0] >= 0
+                else:
+                    denied(access_lake, user, sql)
+                seen["allowed" if whole else "denied"] += 1
+    # Both outcomes for readers: some tables are read whole (gold), some are not (silver.subjects).
+    assert seen["allowed"] > 2 * len(HIDDEN) * len(all_contracts()) and seen["denied"] > 0, seen
 
 
 def test_masked_identifiers_still_count_and_the_key_stays_hidden(access_lake: Settings) -> None:
@@ -164,10 +203,17 @@ def test_masked_identifiers_still_count_and_the_key_stays_hidden(access_lake: Se
     for user in ("analyst", "ml_engineer"):
         rows = select(access_lake, user, f"select count(distinct subject_id), min(subject_id) from {table}")
         assert rows == [[1, access.masked_value("silver.subjects.subject_id-value", mask_key(access_lake))]]
-        # The key stays hidden: not readable, and not in the plan a reader can print.
+        # The key stays hidden: not readable, nor its table's hidden tables, nor in the plan a reader can print.
         denied(access_lake, user, f"select * from {access.key_table(access_lake.trino_catalog)}")
+        for hidden in HIDDEN:
+            denied(access_lake, user, f'select * from {access.key_table(access_lake.trino_catalog)[:-1]}${hidden}"')
         plan = "\n".join(r[0] for r in select(access_lake, user, f"explain select subject_id from {table}"))
         assert "hmac_sha256" in plan and mask_key(access_lake) not in plan.lower()
+    # Nor in the key table's own log, which the writers read: a binary column has no min/max statistics.
+    key = mask_key(access_lake)
+    log = " ".join(str(r[1]) for r in select(
+        access_lake, "pipeline", f'select * from {access.key_table(access_lake.trino_catalog)[:-1]}$transactions"'))
+    assert '"stats"' in log and "key_bytes" in log and not any(key[i:i + 16] in log.lower() for i in range(49))
 
 
 def test_a_view_over_a_masked_column_does_not_reveal_it(access_lake: Settings, tmp_path: Path) -> None:

@@ -13,15 +13,27 @@ from scenelake.settings import load_settings
 pytestmark = pytest.mark.unit
 
 
-def table_rule(rules: dict, group: str, schema: str, table: str) -> dict:  # type: ignore[type-arg]
-    """The first rule Trino would apply to `group` reading schema.table (rules are first-match)."""
+def first_rule(rules: dict, group: str, schema: str, table: str) -> dict | None:  # type: ignore[type-arg]
+    """The first rule Trino would apply to `group` reading schema.table (rules are first-match), or None
+    (Trino denies a table no rule matches)."""
     import re
 
     for rule in rules["tables"]:
         if all(re.fullmatch(rule.get(k, ".*"), v) for k, v in
                (("group", group), ("catalog", "delta"), ("schema", schema), ("table", table))):
             return rule  # type: ignore[no-any-return]
-    raise AssertionError(f"no rule for {group} on {schema}.{table}")
+    return None
+
+
+def table_rule(rules: dict, group: str, schema: str, table: str) -> dict:  # type: ignore[type-arg]
+    rule = first_rule(rules, group, schema, table)
+    assert rule is not None, f"no rule for {group} on {schema}.{table}"
+    return rule
+
+
+def privileges(rules: dict, group: str, schema: str, table: str) -> list[str]:  # type: ignore[type-arg]
+    rule = first_rule(rules, group, schema, table)
+    return [] if rule is None else list(rule["privileges"])
 
 
 def test_rules_follow_the_pii_flags_with_the_first_matching_rule() -> None:
@@ -30,18 +42,21 @@ def test_rules_follow_the_pii_flags_with_the_first_matching_rule() -> None:
     assert analyst_subjects["privileges"] == ["SELECT"]
     (mask,) = analyst_subjects["columns"]
     assert mask["name"] == "subject_id" and mask["mask_environment"] == {"user": "pipeline"}
-    key = 'from_hex((select key_hex from "delta"."ops"."mask_keys"))'
+    key = '(select key_bytes from "delta"."ops"."mask_keys")'
     assert f'hmac_sha256(to_utf8("subject_id"), {key})' in mask["mask"]
     assert table_rule(rules, "analyst", "ops", "mask_keys")["privileges"] == []
     assert table_rule(rules, "ml_engineer", "ops", "mask_keys")["privileges"] == []
     assert table_rule(rules, "analyst", "ops", "quarantine")["columns"] == [{"name": "payload", "allow": False}]
     assert table_rule(rules, "analyst", "bronze", "captures")["privileges"] == []
     assert table_rule(rules, "analyst", "gold", "detection_metrics") == {
-        "group": "analyst", "catalog": "delta", "schema": "silver|gold|ops", "privileges": ["SELECT"]}
+        "group": "analyst", "catalog": "delta", "schema": "silver|gold|ops", "table": "[^$]*", "privileges": ["SELECT"]}
     ml = table_rule(rules, "ml_engineer", "silver", "captures")
-    assert ml["privileges"] == ["SELECT"] and ml["columns"] == []  # device serials: allowed
+    assert ml["privileges"] == ["SELECT"] and "device_serial" not in {c["name"] for c in ml["columns"]}
     assert table_rule(rules, "ml_engineer", "ops", "quarantine")["columns"] == [
         {"name": "payload", "mask": "CAST(NULL AS varchar)", "mask_environment": {"user": "pipeline"}}]
+    # Unknown fields are raw records: ML engineers read NULL, analysts nothing; declared tags are kept.
+    assert table_rule(rules, "analyst", "silver", "predictions")["columns"] == [{"name": "extra", "allow": False}]
+    assert [c["name"] for c in table_rule(rules, "ml_engineer", "silver", "captures")["columns"]] == ["tags", "extra"]
     assert "OWNERSHIP" in table_rule(rules, "pipeline", "bronze", "captures")["privileges"]
     assert rules["catalogs"][-1] == {"allow": "none"}  # anyone outside the groups reads nothing
 
@@ -81,3 +96,53 @@ def test_a_pii_flag_must_name_a_kind(tmp_path: Path) -> None:
                     "  - {name: a, type: string, nullable: false, pii: true, description: d}\n")
     with pytest.raises(ContractError, match="pii: True; expected one of subject"):
         load_contract_file(path)
+
+
+@pytest.mark.parametrize("hidden", ["history", "transactions", "properties", "partitions"])
+def test_hidden_tables_are_readable_only_where_the_whole_table_is(hidden: str) -> None:
+    rules = access.rules("delta")
+    for group in ("analyst", "ml_engineer"):
+        # Tables with a masked or denied column, and tables of a layer the group does not read: denied.
+        for schema, table in (("silver", "subjects"), ("silver", "captures"), ("ops", "quarantine"),
+                              ("silver", "predictions"), ("bronze", "captures")):
+            assert privileges(rules, group, schema, f"{table}${hidden}") == [], (group, table)
+        # Tables it reads whole: allowed, like the table.
+        for schema, table in (("gold", "detection_metrics"), ("silver", "frames"), ("ops", "quality_results")):
+            assert privileges(rules, group, schema, f"{table}${hidden}") == ["SELECT"], (group, table)
+        # The key table and its log: nobody but the writers.
+        assert privileges(rules, group, "ops", f"mask_keys${hidden}") == []
+    assert privileges(rules, "pipeline", "ops", f"mask_keys${hidden}") != []
+
+
+def test_a_hidden_table_nobody_listed_is_denied() -> None:
+    """A hidden table a later Trino adds ($files), or one of a table without a contract, matches no rule."""
+    rules = access.rules("delta")
+    for group in ("analyst", "ml_engineer"):
+        assert first_rule(rules, group, "gold", "detection_metrics$files") is None
+        assert first_rule(rules, group, "gold", "uncontracted$history") is None
+        assert privileges(rules, group, "gold", "uncontracted") == ["SELECT"]  # the table itself: by layer
+    assert "files" not in access.METADATA_TABLES
+
+
+def test_a_raw_map_with_safe_keys_keeps_only_those_keys() -> None:
+    assert access.mask_expression("tags", "map(varchar, varchar)", "raw", "delta", ("occlusion", "crowd")) == (
+        "CASE WHEN cardinality(map_filter(\"tags\", (k, v) -> k IN ('occlusion', 'crowd'))) > 0 "
+        "THEN map_filter(\"tags\", (k, v) -> k IN ('occlusion', 'crowd')) END")
+    assert access.mask_expression("extra", "map(varchar, varchar)", "raw", "delta") == (
+        "CAST(NULL AS map(varchar, varchar))")
+    captures = all_contracts()["silver.captures"]
+    assert access.column_access(access.ROLES["analyst"], captures, "tags") == access.MASK
+    assert access.column_access(access.ROLES["analyst"], captures, "extra") == access.DENY
+
+
+def test_the_matrix_lists_hidden_tables_maps_and_the_key_table() -> None:
+    rows = {(g, t, c): (a, how) for g, t, c, a, how in access.matrix()}
+    assert rows[("analyst", "silver.subjects$transactions", "*")] == ("denied", "masked or denied columns")
+    assert rows[("analyst", "gold.detection_metrics$history", "*")] == ("allowed", "")
+    assert rows[("analyst", "gold.detection_metrics$*", "*")] == ("denied", "hidden tables not listed")
+    assert rows[("ml_engineer", "ops.mask_keys$*", "*")] == ("denied", "the masking key")
+    assert rows[("pipeline", "ops.mask_keys$*", "*")] == ("allowed", "")
+    assert rows[("analyst", "silver.captures", "tags")] == ("masked", "only keys occlusion, crowd")
+    assert rows[("analyst", "silver.captures", "extra")] == ("denied", "")
+    assert rows[("ml_engineer", "silver.annotations", "extra")] == ("masked", "NULL")
+    assert rows[("analyst", "silver.subjects", "subject_id")] == ("masked", "keyed hash")

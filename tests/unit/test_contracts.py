@@ -126,3 +126,45 @@ def test_silver_predictions_and_detection_matches_are_partitioned_by_run() -> No
     for name in ("silver.predictions", "gold.detection_matches"):
         assert found[name].partition_by == ("run_id",)
         assert found[name].zorder_by[0] == "capture_id"
+
+
+def _pii_contract(root: Path, columns: str, layout: str = "") -> Path:
+    (root / "silver").mkdir(exist_ok=True)
+    path = root / "silver" / "people.yaml"
+    path.write_text("table: people\nlayer: silver\ngrain: one row per person\ndescription: x\nprimary_key: [id]\n"
+                    f"{layout}columns:\n  - {{name: id, type: string, nullable: false, description: the id}}\n"
+                    "  - {name: who, type: string, nullable: false, pii: subject, description: a subject id}\n"
+                    + columns)
+    return path
+
+
+def test_pii_columns_get_no_statistics_and_cannot_lay_out_a_table(tmp_path: Path) -> None:
+    maps = "  - {name: extra, type: 'map<string,string>', nullable: true, pii: raw, description: unknown}\n"
+    people = contracts.load_contract_file(_pii_contract(tmp_path, maps + "  - {name: n, type: long, nullable: true, "
+                                                                         "description: a count}\n"
+                                                           "  - {name: ok, type: boolean, nullable: true, "
+                                                           "description: a flag}\n"))
+    assert people.stats_columns == ["id", "n"]  # not the subject; not the map or boolean (Delta refuses them)
+    for layout in ("partition_by: [who]\n", "zorder_by: [who]\n"):
+        with pytest.raises(ContractError, match=r"PII column\(s\) \['who'\] cannot partition or Z-order"):
+            contracts.load_contract_file(_pii_contract(tmp_path, "", layout))
+    assert all_contracts()["silver.subjects"].stats_columns == ["capture_id", "consent", "source_file", "line_number",
+                                                                 "batch_id"]
+
+
+def test_safe_keys_belong_to_raw_maps_only(tmp_path: Path) -> None:
+    raw = "  - {name: tags, type: 'map<string,string>', nullable: true, pii: raw, safe_keys: [crowd], description: t}\n"
+    assert contracts.load_contract_file(_pii_contract(tmp_path, raw)).column("tags").safe_keys == ("crowd",)
+    for bad in ("  - {name: tags, type: 'map<string,string>', nullable: true, safe_keys: [crowd], description: t}\n",
+                "  - {name: note, type: string, nullable: true, pii: raw, safe_keys: [crowd], description: t}\n"):
+        with pytest.raises(ContractError, match=r"column '(tags|note)' has safe_keys; only a `pii: raw` map"):
+            contracts.load_contract_file(_pii_contract(tmp_path, bad))
+
+
+def test_maps_of_unknown_fields_are_raw_pii() -> None:
+    """`extra` and `tags` hold whatever a delivery carried that no contract names: PII until proven otherwise."""
+    maps = [(t.name, c) for t in all_contracts().values() for c in t.columns if c.name in ("extra", "tags")]
+    assert {name for name, _ in maps} >= {"silver.captures", "silver.annotations", "silver.predictions"}
+    assert all(c.pii == "raw" for _, c in maps), [(n, c.name) for n, c in maps if c.pii != "raw"]
+    tags = all_contracts()["silver.captures"].column("tags")
+    assert tags.safe_keys == ("occlusion", "crowd")  # the scenario tags the curated views read

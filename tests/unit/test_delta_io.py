@@ -61,3 +61,42 @@ def test_the_contract_fingerprint_changes_with_a_column(tmp_path: Path) -> None:
                     "  - {name: extra, type: \"map<string,string>\", nullable: true, description: e}\n")
     all_contracts.cache_clear()  # the contracts of a root are read once per process
     assert fingerprint("silver.things", root=tmp_path) != before
+
+
+def _file_stats(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    """The statistics of every file a table's log adds, commit after commit."""
+    import json
+
+    return [json.loads(json.loads(line)["add"]["stats"]) for log in sorted((path / "_delta_log").glob("*.json"))
+            for line in log.read_text().splitlines() if '"add"' in line and json.loads(line).get("add")]
+
+
+def test_pii_columns_get_no_statistics_in_the_log(spark, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lake = settings.with_overrides(lake_root=str(tmp_path))
+    subjects = contract("silver.subjects")
+    rows = spark.createDataFrame([("cap-1", "jane.doe@example.com", "granted", "m.jsonl", 1, "b1")],
+                                 subjects.spark_schema())
+    delta_io.merge(spark, lake, "silver.subjects", rows)
+    (stats,) = _file_stats(tmp_path / "silver" / "subjects")
+    assert set(stats["minValues"]) == set(stats["maxValues"]) == {"capture_id", "consent", "source_file",
+                                                                   "line_number", "batch_id"}
+    assert "jane.doe" not in str(stats)
+
+    # A table created before the rule (every column with statistics) stops collecting them on the next write.
+    older = tmp_path / "silver" / "subjects_before"
+    rows.write.format("delta").save(str(older))
+    assert "jane.doe" in str(_file_stats(older))
+    assert delta_io.conform_stats_columns(spark, str(older), subjects)
+    assert not delta_io.conform_stats_columns(spark, str(older), subjects)  # in line: no second commit
+    rows.write.format("delta").mode("append").save(str(older))
+    assert "jane.doe" not in str(_file_stats(older)[-1])
+
+
+def test_delta_accepts_the_statistics_columns_of_every_contract(spark, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Delta refuses some columns as statistics columns (booleans, maps, partition columns): every table
+    can be created with its contract's."""
+    lake = settings.with_overrides(lake_root=str(tmp_path))
+    for name, table in all_contracts().items():
+        delta_io.append(spark, lake, name, spark.createDataFrame([], table.spark_schema()))
+        properties = spark.sql(f"describe detail delta.`{lake.table_path(table.layer, table.table)}`").first()
+        assert properties["properties"][delta_io.STATS_PROPERTY] == ",".join(table.stats_columns), name  # type: ignore[index]

@@ -98,3 +98,20 @@ def test_subjects_suite_warns_on_an_identity_in_place_of_a_pseudonym(spark) -> N
     assert sorted(f.summary() for f in stopped.value.failures) == [
         "expect_column_values_to_be_in_set(consent) [fail], 1 unexpected",
         "expect_compound_columns_to_be_unique(['capture_id', 'subject_id']) [fail], 2 unexpected"]
+
+
+def test_sample_keys_withhold_pii_they_cannot_mask(settings) -> None:  # type: ignore[no-untyped-def]
+    """Without a Trino to read the masking key from, a PII key part is withheld, never written in clear;
+    raw records always are. (With the key, the access probe checks the masked form through Trino.)"""
+    from scenelake.quality import WITHHELD, _sample_keys, sample_key_mask
+    from tests.conftest import free_port
+
+    nowhere = settings.with_overrides(trino_port=free_port())
+    details = {"partial_unexpected_index_list": [{"capture_id": "cap-1", "subject_id": "jane.doe@example.com",
+                                                  "consent": "maybe"}]}
+    assert _sample_keys(details, ["capture_id", "subject_id"], sample_key_mask(nowhere, "silver.subjects")) == (
+        f"capture_id=cap-1,subject_id={WITHHELD}",)
+    rows = {"details": {"unexpected_rows": [{"target_table": "silver.captures", "payload": "{\"serial\": \"SN1\"}"}]}}
+    assert _sample_keys(rows, ["payload"], sample_key_mask(nowhere, "ops.quarantine")) == (f"payload={WITHHELD}",)
+    assert _sample_keys(details, ["capture_id", "subject_id"]) == (
+        "capture_id=cap-1,subject_id=jane.doe@example.com",)  # no mask asked for: the gate's own view
