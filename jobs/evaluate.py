@@ -177,13 +177,11 @@ def _with_stored_sequences(spark: SparkSession, settings: Settings, fresh: pd.Da
     if not delta_io.table_exists(spark, settings, TRACKING):
         return fresh
     columns = ["run_id", "capture_id", "num_frames", *evaluation.TRACKING_COUNTS]
-    stored = (delta_io.read_table(spark, settings, TRACKING)
-              .where(F.col("run_id").isin(sorted(groups)) & (F.col("capture_id") != "all"))
-              .select(*columns).toPandas())
-    changed = stored.apply(lambda r: r["capture_id"] in groups.get(r["run_id"], set()), axis=1) if len(stored) \
-        else pd.Series([], dtype=bool)
-    kept = stored[~changed] if len(stored) else stored
-    kept = kept.astype({c: "float64" for c in evaluation.TRACKING_COUNTS})
+    stored = pd.DataFrame(delta_io.read_table(spark, settings, TRACKING)
+                          .where(F.col("run_id").isin(sorted(groups)) & (F.col("capture_id") != "all"))
+                          .select(*columns).toPandas())
+    unchanged = [c not in groups.get(r, set()) for r, c in zip(stored["run_id"], stored["capture_id"], strict=True)]
+    kept = stored[unchanged].astype({c: "float64" for c in evaluation.TRACKING_COUNTS})
     parts = [p for p in (fresh, kept) if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else fresh
 

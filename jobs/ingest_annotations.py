@@ -243,7 +243,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
                 .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))
                 .unionByName(redelivered_rows(copies, batch_id))).cache()
     frames, annotations = frames.cache(), annotations.cache()
-    gate_run = quality.GateRun(spark, settings, "ingest_annotations", ingest.commit_marker(step.marker))
+    gate_run = quality.GateRun(spark, settings, "ingest_annotations", delta_io.marker_text(step.marker))
     captures = capture_sizes(spark, settings)
     quality.gate(ingest.with_file_totals(rejected, records), QUARANTINE, gate_run)
     if not records.isEmpty():
@@ -253,7 +253,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     # Quarantine first, silver last: the marker on silver.annotations' commit says the batches are done.
     ingest.write_quarantine(spark, settings, rejected, quarantined)
     ingest.crash_point("annotations:after_quarantine")
-    marker = ingest.commit_marker(step.marker)
+    marker = delta_io.marker_text(step.marker)
     delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=marker)
     ingest.crash_point("annotations:after_frames")
     delta_io.merge(spark, settings, ANNOTATIONS, annotations, commit_metadata=marker)

@@ -211,7 +211,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     good = good.cache()
     captures, subjects = good.drop("subjects"), subject_rows(good).cache()
     quarantine = ingest.quarantine_rows(rejected, SILVER, batch_id).cache()
-    gate_run = quality.GateRun(spark, settings, "ingest_captures", ingest.commit_marker(step.marker))
+    gate_run = quality.GateRun(spark, settings, "ingest_captures", delta_io.marker_text(step.marker))
     outcomes = quality.gate(ingest.with_file_totals(quarantine, lines), QUARANTINE, gate_run)
     if not originals.isEmpty():
         outcomes += quality.gate(captures, SILVER, gate_run) + quality.gate(subjects, SUBJECTS, gate_run)
@@ -221,7 +221,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     # capture sent again replaces its subject list, so a subject dropped from the newer copy goes.
     ingest.write_quarantine(spark, settings, quarantine, quarantined)
     ingest.crash_point("captures:after_quarantine")
-    marker = ingest.commit_marker(step.marker)
+    marker = delta_io.marker_text(step.marker)
     dropped = None
     if not step.full and delta_io.table_exists(spark, settings, SUBJECTS):
         dropped = (delta_io.read_table(spark, settings, SUBJECTS).join(good.select("capture_id"), "capture_id",

@@ -284,7 +284,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
                            "record_no"))
     kept = good.count()
     clock.lap(f"parsed and checked {kept} new or changed predictions")
-    gate_run = quality.GateRun(spark, settings, "ingest_predictions", ingest.commit_marker(step.marker))
+    gate_run = quality.GateRun(spark, settings, "ingest_predictions", delta_io.marker_text(step.marker))
     quality.gate(ingest.with_file_totals(quarantine, records), QUARANTINE, gate_run)
     quality.gate(runs, RUNS, gate_run)
     if kept or not records.isEmpty():
@@ -295,9 +295,9 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     ingest.crash_point("predictions:after_quarantine")
     clock.lap(f"{quarantined} record(s) quarantined")
     marker = {**step.marker, "quarantine": delta_io.table_version(spark, settings, QUARANTINE)}
-    delta_io.merge(spark, settings, RUNS, runs, commit_metadata=ingest.commit_marker(marker))
+    delta_io.merge(spark, settings, RUNS, runs, commit_metadata=delta_io.marker_text(marker))
     ingest.crash_point("predictions:after_runs")
-    delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=ingest.commit_marker(marker))
+    delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=delta_io.marker_text(marker))
     delta_io.ensure_marker(spark, settings, PREDICTIONS, marker)
     clock.lap("silver.predictions merged")
     report = Report(names, added, True, runs.count(), kept, quarantined)

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from delta.tables import DeltaTable
+from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -65,7 +66,11 @@ def history(spark: SparkSession, settings: Settings, name: str) -> list[tuple[in
 def data_version(spark: SparkSession, settings: Settings, name: str) -> int | None:
     """The newest version whose commit changed the table's rows (compaction, VACUUM and property
     changes skipped): what a job compares to decide whether its input moved."""
-    commits = history(spark, settings, name)
+    return data_version_of(history(spark, settings, name))
+
+
+def data_version_of(commits: list[tuple[int, str, str | None]]) -> int | None:
+    """`data_version` from a history already read (newest first)."""
     for version, operation, _ in commits:
         if operation not in NEUTRAL_OPERATIONS:
             return version
@@ -264,7 +269,7 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
             if col.name not in table.primary_key:
                 gone = gone.withColumn(col.name, F.lit(None).cast(spark_type(col.type)))
         source = source.unionByName(gone.select(*table.column_names).withColumn("_delete", F.lit(True)))
-    values = {f"`{c}`": f"s.`{c}`" for c in table.column_names}
+    values: dict[str, str | SparkColumn] = {f"`{c}`": f"s.`{c}`" for c in table.column_names}
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", commit_metadata or "")
     try:
         builder = DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), key)

@@ -126,11 +126,10 @@ def to_bronze(records: DataFrame, batch_id: str) -> DataFrame:
             .withColumn("loaded_at", F.lit(datetime.now(UTC)).cast("timestamp")))
 
 
-def batches_since(spark: SparkSession, settings: Settings, bronze: str, since: int, upto: int) -> list[str]:
-    """The batch ids of the bronze appends committed in versions (since, upto]. Compaction and
-    other maintenance commits carry no batch, so they add nothing."""
-    return sorted(metadata.removeprefix("batch=") for version, _, metadata in
-                  delta_io.history(spark, settings, bronze)
+def batches_since(commits: list[tuple[int, str, str | None]], since: int, upto: int) -> list[str]:
+    """The batch ids of the bronze appends among `commits` (a table's history) in versions
+    (since, upto]. Compaction and other maintenance commits carry no batch, so they add nothing."""
+    return sorted(metadata.removeprefix("batch=") for version, _, metadata in commits
                   if since < version <= upto and metadata and metadata.startswith("batch="))
 
 
@@ -153,25 +152,27 @@ class Increment:
 
 
 def increment(spark: SparkSession, settings: Settings, job: str, bronze: str, silver: str,
-              contracts_fingerprint: str, inputs: dict[str, int | None] | None = None) -> Increment | None:
+              contracts_fingerprint: str, inputs: dict[str, Any] | None = None) -> Increment | None:
     """The records a run must judge, or None when nothing is new: no bronze batch since the
     job's last marker on `silver` and no input in `inputs` (other tables' data versions) moved.
 
     The marker is JSON in the userMetadata of the job's last commit on `silver`; commits of
     maintenance (OPTIMIZE, VACUUM, properties) are skipped when looking for it and never count as
     new data."""
-    bronze_version = delta_io.data_version(spark, settings, bronze)
+    commits = delta_io.history(spark, settings, bronze)  # read once: versions, data version, batches
+    bronze_version = delta_io.data_version_of(commits)
     if bronze_version is None:
         return None
     marker = {"job": job, "bronze": bronze_version, "contracts": contracts_fingerprint, **(inputs or {})}
     previous = delta_io.last_marker(spark, settings, silver, job)
-    catalog = delta_io.read_table(spark, settings, bronze, version=delta_io.table_version(spark, settings, bronze))
-    if previous is None or previous.get("contracts") != contracts_fingerprint:
-        return Increment(catalog, catalog, True, marker, previous)
-    moved = any(previous.get(name) != version for name, version in (inputs or {}).items())
-    batches = batches_since(spark, settings, bronze, int(previous["bronze"]), bronze_version)
-    if not batches and not moved:
+    full = previous is None or previous.get("contracts") != contracts_fingerprint
+    batches = [] if full else batches_since(commits, int(previous["bronze"]), bronze_version)  # type: ignore[index]
+    moved = any((previous or {}).get(name) != version for name, version in (inputs or {}).items())
+    if not full and not batches and not moved:
         return None
+    catalog = delta_io.read_table(spark, settings, bronze, version=commits[0][0])
+    if full:
+        return Increment(catalog, catalog, True, marker, previous)
     records = catalog.where(F.col("batch_id").isin(batches)) if batches else catalog.limit(0)
     return Increment(records, catalog, False, marker, previous, tuple(batches))
 
@@ -200,10 +201,6 @@ def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: 
     winners, losers = latest_wins(pool, key)
     rejected = candidates.where(F.col("rule").isNotNull()).unionByName(losers)
     return winners.select(*columns), rejected
-
-
-def commit_marker(marker: dict[str, Any]) -> str:
-    return delta_io.marker_text(marker)
 
 
 def first_failed_rule(*rules: tuple[str, Column]) -> Column:
