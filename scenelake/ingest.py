@@ -192,11 +192,13 @@ def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: 
     pool = good
     if not full and delta_io.table_exists(spark, settings, silver):
         keys = good.select(*key).distinct()
-        files = {r[0] for r in delta_io.read_table(spark, settings, silver)
-                 .join(keys, key, "left_semi").select("source_file").distinct().collect()}
-        files -= {r[0] for r in candidates.select("source_file").distinct().collect()}
+        files = sorted(r[0] for r in delta_io.read_table(spark, settings, silver)
+                       .join(keys, key, "left_semi").select("source_file").distinct().collect())
         if files:
-            earlier = reparse(sorted(files)).where(F.col("rule").isNull()).drop("rule").join(keys, key, "left_semi")
+            # Records already among the candidates (a file judged again in part) compete once.
+            record = [c for c in ("source_file", "section", "record_no") if c in candidates.columns]
+            earlier = (reparse(files).where(F.col("rule").isNull()).drop("rule").join(keys, key, "left_semi")
+                       .join(candidates.select(*record), record, "left_anti"))
             pool = good.unionByName(earlier.select(*good.columns))
     winners, losers = latest_wins(pool, key)
     rejected = candidates.where(F.col("rule").isNotNull()).unionByName(losers)
