@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 SCENELAKE := $(BIN)/scenelake
 CAPTURES ?= 24
 REPORT_DIR ?= reports
+# Test processes: each runs whole modules (and their shared lakes) with its own Spark and, when needed, Trino.
+TEST_WORKERS ?= 2
 
 .PHONY: help setup run test test-unit test-integration trino-up trino-down trino-status \
         lint clean submit report
@@ -29,7 +31,7 @@ run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeli
 	@echo "Stop Trino with: make trino-down"
 
 test: setup ## Run every test (unit and integration) against real Spark, Delta, Trino and GE
-	@$(BIN)/pytest
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-unit: setup ## Only the unit tests
 	@$(BIN)/pytest -m unit

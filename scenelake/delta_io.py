@@ -153,10 +153,10 @@ def _conformed(df: DataFrame, table: Contract) -> DataFrame:
     return df.select(*table.column_names)
 
 
-def add_new_columns(spark: SparkSession, path: str, table: Contract) -> None:
+def add_new_columns(spark: SparkSession, path: str, table: Contract, existing: list[str] | None = None) -> None:
     """Add the contract's columns an existing table lacks, each after its predecessor in the
     contract, so the table's layout stays the contract's."""
-    existing = DeltaTable.forPath(spark, path).toDF().columns
+    existing = DeltaTable.forPath(spark, path).toDF().columns if existing is None else existing
     missing = [(i, c) for i, c in enumerate(table.columns) if c.name not in existing]
     for i, col in missing:
         place = f"after `{table.columns[i - 1].name}`" if i > 0 else "first"
@@ -168,12 +168,13 @@ def partition_columns(spark: SparkSession, path: str) -> list[str]:
     return list(DeltaTable.forPath(spark, path).detail().first()["partitionColumns"])  # type: ignore[index]
 
 
-def conform_layout(spark: SparkSession, path: str, table: Contract) -> bool:
+def conform_layout(spark: SparkSession, path: str, table: Contract, partitioned_by: list[str] | None = None) -> bool:
     """Rewrite an existing table partitioned otherwise than its contract says, in one atomic
     overwrite commit (same rows, new layout; older versions stay readable by time travel).
     Returns whether it rewrote. A crash before the commit leaves the old layout, and the next
     write tries again; Delta cannot change partitioning in place."""
-    if partition_columns(spark, path) == list(table.partition_by):
+    current = partition_columns(spark, path) if partitioned_by is None else partitioned_by
+    if current == list(table.partition_by):
         return False
     (spark.read.format("delta").load(path).write.format("delta").mode("overwrite")
      .option("overwriteSchema", "true").partitionBy(*table.partition_by)
@@ -182,37 +183,45 @@ def conform_layout(spark: SparkSession, path: str, table: Contract) -> bool:
 
 
 CHANGE_FEED = "delta.enableChangeDataFeed"
+STATS_PROPERTY = "delta.dataSkippingStatsColumns"
 
 
-def ensure_change_feed(spark: SparkSession, path: str, table: Contract) -> None:
+def _properties(spark: SparkSession, path: str) -> dict[str, str]:
+    return dict(DeltaTable.forPath(spark, path).detail().first()["properties"] or {})  # type: ignore[index]
+
+
+def ensure_change_feed(spark: SparkSession, path: str, table: Contract,
+                       properties: dict[str, str] | None = None) -> None:
     """Turn on the Change Data Feed of a table whose contract asks for it (one property commit,
     once). Readers of the feed fall back to the whole table for versions before it was on."""
     if not table.change_feed:
         return
-    properties = DeltaTable.forPath(spark, path).detail().first()["properties"]  # type: ignore[index]
-    if (properties or {}).get(CHANGE_FEED) != "true":
+    if (_properties(spark, path) if properties is None else properties).get(CHANGE_FEED) != "true":
         spark.sql(f"alter table delta.`{path}` set tblproperties ('{CHANGE_FEED}' = 'true')")
 
 
-STATS_PROPERTY = "delta.dataSkippingStatsColumns"
-
-
-def conform_stats_columns(spark: SparkSession, path: str, table: Contract) -> bool:
+def conform_stats_columns(spark: SparkSession, path: str, table: Contract,
+                          properties: dict[str, str] | None = None) -> bool:
     """Set the table's statistics columns to the contract's when they differ (one commit). Files
     written before keep their statistics until compaction rewrites them. Returns whether it set them."""
     want = ",".join(table.stats_columns)
-    properties = DeltaTable.forPath(spark, path).detail().first()["properties"]  # type: ignore[index]
-    if properties.get(STATS_PROPERTY) == want:
+    if (_properties(spark, path) if properties is None else properties).get(STATS_PROPERTY) == want:
         return False
     spark.sql(f"alter table delta.`{path}` set tblproperties ('{STATS_PROPERTY}' = '{want}')")
     return True
 
 
 def _prepare_existing(spark: SparkSession, path: str, table: Contract) -> None:
-    add_new_columns(spark, path, table)
-    conform_stats_columns(spark, path, table)
-    conform_layout(spark, path, table)
-    ensure_change_feed(spark, path, table)
+    """Bring an existing table in line with its contract, from one read of its metadata (each
+    step commits only when something differs, and none of them changes what the others read)."""
+    delta = DeltaTable.forPath(spark, path)
+    detail = delta.detail().first()
+    assert detail is not None
+    properties = dict(detail["properties"] or {})
+    add_new_columns(spark, path, table, delta.toDF().columns)
+    conform_stats_columns(spark, path, table, properties)
+    conform_layout(spark, path, table, list(detail["partitionColumns"]))
+    ensure_change_feed(spark, path, table, properties)
 
 
 def _writer_options(commit_metadata: str | None) -> dict[str, str]:

@@ -196,7 +196,7 @@ def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: 
                        .join(keys, key, "left_semi").select("source_file").distinct().collect())
         if files:
             # Records already among the candidates (a file judged again in part) compete once.
-            record = [c for c in ("source_file", "section", "record_no") if c in candidates.columns]
+            record: list[str] = [c for c in ("source_file", "section", "record_no") if c in candidates.columns]
             earlier = (reparse(files).where(F.col("rule").isNull()).drop("rule").join(keys, key, "left_semi")
                        .join(candidates.select(*record), record, "left_anti"))
             pool = good.unionByName(earlier.select(*good.columns))

@@ -26,6 +26,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{what}: {value}")
 
 
+# Modules that share a session-scoped lake run in the same test process, so each lake is built once.
+SHARED_LAKES = {"test_conservation": "faulty_lake", "test_curated_views": "faulty_lake",
+                "test_evaluation_oracles": "oracle_lake", "test_oracle_import": "oracle_lake"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n N --dist loadgroup` (make test), a module is the unit of work: its tests and
+    module fixtures stay in one process (before xdist reads the groups)."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        item.add_marker(pytest.mark.xdist_group(SHARED_LAKES.get(module, module)))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -110,8 +110,7 @@ def test_captures_killed_then_rerun_equals_an_uninterrupted_run(spark, settings,
     assert (len(capture_reference["silver.captures"]), len(capture_reference["silver.subjects"])) == (12, 25)
 
 
-# silver.model_runs is left out: each lake's run.json is written when the lake is made (its own times).
-PREDICTION_TABLES = ["bronze.predictions", "silver.predictions", "ops.quarantine"]
+PREDICTION_TABLES = ["bronze.predictions", "silver.model_runs", "silver.predictions", "ops.quarantine"]
 
 
 def detections(ids_scores: list[tuple[str, int, float]]) -> str:
@@ -135,16 +134,31 @@ def make_prediction_lake(spark, settings: Settings, root: Path) -> Settings:  # 
 
 
 @pytest.fixture(scope="module")
-def prediction_reference(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    lake = make_prediction_lake(spark, settings, tmp_path_factory.mktemp("prediction-reference"))
+def prediction_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """The lake before the increment, built once; each test works on a copy of its folder (Delta
+    logs name their files relative to the table, the lake holds landing-relative paths)."""
+    root = tmp_path_factory.mktemp("prediction-lake")
+    make_prediction_lake(spark, settings, root)
+    return root
+
+
+def copy_of(settings: Settings, original: Path, root: Path) -> Settings:
+    shutil.copytree(original, root, dirs_exist_ok=True)
+    return settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+
+
+@pytest.fixture(scope="module")
+def prediction_reference(spark, settings: Settings, prediction_lake: Path,  # type: ignore[no-untyped-def]
+                         tmp_path_factory: pytest.TempPathFactory):
+    lake = copy_of(settings, prediction_lake, tmp_path_factory.mktemp("prediction-reference"))
     predictions_job.run(spark, lake, progress=ingest.silent)
     return contents(spark, lake, PREDICTION_TABLES)
 
 
 @pytest.mark.parametrize("point", ["predictions:after_quarantine", "predictions:after_runs"])
 def test_predictions_killed_in_an_increment_then_rerun_equal_an_uninterrupted_run(  # type: ignore[no-untyped-def]
-        spark, settings, prediction_reference, tmp_path, point) -> None:
-    lake = make_prediction_lake(spark, settings, tmp_path)
+        spark, settings, prediction_lake, prediction_reference, tmp_path, point) -> None:
+    lake = copy_of(settings, prediction_lake, tmp_path)
     kill_at(lake, "ingest_predictions", point)
     predictions_job.run(spark, lake, progress=ingest.silent)
     assert contents(spark, lake, PREDICTION_TABLES) == prediction_reference
