@@ -10,7 +10,7 @@ REPORT_DIR ?= reports
 # Test processes: each runs whole modules (and their shared lakes) with its own Spark and, when needed, Trino.
 TEST_WORKERS ?= 2
 
-.PHONY: help setup run test test-unit test-integration trino-up trino-down trino-status \
+.PHONY: help setup run test test-long test-all test-unit test-integration trino-up trino-down trino-status \
         lint clean submit report
 
 help: ## List the targets
@@ -30,7 +30,13 @@ run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeli
 	@echo; $(SCENELAKE) connect-info
 	@echo "Stop Trino with: make trino-down"
 
-test: setup ## Run every test (unit and integration) against real Spark, Delta, Trino and GE
+test: setup ## The suite CI runs: unit and integration tests against real Spark, Delta, Trino and GE
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not long"
+
+test-long: setup ## The long end-to-end scenarios (crash safety, incremental = from scratch), tens of minutes
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m long
+
+test-all: setup ## Both of the above in one run
 	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-unit: setup ## Only the unit tests

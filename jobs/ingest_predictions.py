@@ -5,8 +5,9 @@ landing/predictions/run_id=R/capture_id=C/*.json            -> COCO results (ima
 landing/predictions/run_id=R/capture_id=C/*.txt             -> MOTChallenge tracker output
 landing/predictions/run_id=R/capture_id=C/*.jsonl|*.parquet -> batch-inference detections
 
-A detection must be on a known frame (silver.frames, so run ingest_annotations first), of a
-known run, with a box of non-negative size and, except for MOT trackers, a score in [0, 1];
+A detection must be on a known frame (silver.frames, so run ingest_annotations first; a frame
+past the end of its capture's recording is refused for good), of a known run, with a box of
+non-negative size and, except for MOT trackers, a score in [0, 1];
 otherwise it goes to ops.quarantine with the rule it broke. A file delivered again under another
 name adds nothing: its records are duplicates of the first delivery's. Fields of a JSON record
 (or Parquet row) that the contract does not know are kept in `extra`.
@@ -36,6 +37,7 @@ BRONZE = "bronze.predictions"
 RUNS = "silver.model_runs"
 PREDICTIONS = "silver.predictions"
 FRAMES = "silver.frames"
+CAPTURES = "silver.captures"
 QUARANTINE = ingest.QUARANTINE
 
 COCO_RESULT = "struct<image_id:long,category_id:long,bbox:array<double>,score:double,keypoints:array<double>>"
@@ -107,22 +109,34 @@ def mot_detections(records: DataFrame) -> DataFrame:
         F.lit(None).cast("map<string,string>").alias("extra"))
 
 
-def predictions(records: DataFrame, frames: DataFrame, runs: DataFrame) -> DataFrame:
-    """Every prediction record with its silver columns and the first rule it breaks (or null)."""
+def predictions(records: DataFrame, frames: DataFrame, runs: DataFrame,
+                captures: DataFrame | None = None) -> DataFrame:
+    """Every prediction record with its silver columns and the first rule it breaks (or null).
+
+    A detection on a frame silver.frames does not know yet waits for it (unknown_frame), unless
+    `captures` (capture_id, fps, duration_s) shows the frame lies past the end of its recording:
+    such a frame can never arrive, so the record breaks range:frame_within_capture for good."""
     cols = ["source_file", "section", "record_no", "payload", "loaded_at", "import_meta", "rule",
             "capture_id", "frame_index", "category", "category_id", "x", "y", "w", "h", "score",
             "keypoints", "track_id", "own_id", "extra"]
     both = json_detections(records).select(*cols).unionByName(mot_detections(records).select(*cols))
     known_frames = frames.select("capture_id", "frame_index", F.lit(True).alias("frame_known"))
     known_runs = runs.select("run_id", F.lit(True).alias("run_known"))
+    if captures is None:
+        captures = records.sparkSession.createDataFrame([], "capture_id string, fps double, duration_s double")
+    # The same bound as silver.frames' frame_index_within_capture check.
+    ends = captures.select("capture_id", (F.col("duration_s") * F.col("fps") + 1).alias("last_frame"))
     joined = (both.withColumn("run_id", F.col("import_meta")["run_id"])
               .join(known_frames, ["capture_id", "frame_index"], "left")
-              .join(known_runs, ["run_id"], "left"))
+              .join(known_runs, ["run_id"], "left")
+              .join(F.broadcast(ends), ["capture_id"], "left"))
     return joined.withColumn("rule", F.coalesce("rule", ingest.first_failed_rule(
         ("missing:capture_id", F.col("capture_id").isNull()),
         ("unknown_run", F.col("run_known").isNull()),
+        ("range:frame_within_capture", F.col("frame_known").isNull()
+         & F.coalesce(F.col("frame_index") > F.col("last_frame"), F.lit(False))),
         ("unknown_frame", F.col("frame_known").isNull()),
-    ))).withColumn("prediction_id", F.coalesce("own_id", content_id()))
+    ))).drop("last_frame").withColumn("prediction_id", F.coalesce("own_id", content_id()))
 
 
 def content_id() -> Column:
@@ -262,11 +276,13 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     records = records.cache()
     frames = (delta_io.read_table(spark, settings, FRAMES) if inputs[FRAMES] is not None
               else spark.createDataFrame([], "capture_id string, frame_index long"))
-    rows = predictions(records, frames, runs).cache()
+    captures = (delta_io.read_table(spark, settings, CAPTURES).select("capture_id", "fps", "duration_s")
+                if delta_io.table_exists(spark, settings, CAPTURES) else None)
+    rows = predictions(records, frames, runs, captures).cache()
 
     def reparse(files: list[str]) -> DataFrame:
         earlier = step.catalog.where(F.col("source_file").isin(files)).withColumn("section", F.lit("rows"))
-        return predictions(earlier, frames, runs)
+        return predictions(earlier, frames, runs, captures)
 
     good, rejected = ingest.reconcile(spark, settings, PREDICTIONS, rows, ["run_id", "prediction_id"],
                                       contract(PREDICTIONS).column_names, reparse, step.full)

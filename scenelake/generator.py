@@ -261,7 +261,8 @@ def _predictions(out: Path, cap: Capture, run_id: str, fmt: str, dets: list[dict
                 elif kind == "negative_size":
                     record["bbox"] = [record["bbox"][0], record["bbox"][1], -3.0, record["bbox"][3]]
                 else:
-                    record["image_id" if fmt == "coco_results" else "frame_index"] = 99_999
+                    # A frame within the recording that nobody labelled: the record waits for it.
+                    record["image_id" if fmt == "coco_results" else "frame_index"] = cap.frames + 5
                 ledger.add(rel, len(records) + 1, kind, rule)
         records.append(record)
     if fmt == "jsonl":

@@ -18,7 +18,7 @@ from scenelake import delta_io, ingest, landing
 from scenelake.settings import PROJECT_ROOT, Settings
 from tests.frames import as_rows
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 TABLES = ["bronze.annotations", "silver.frames", "silver.annotations", "ops.quarantine"]
 CAPTURE_TABLES = ["bronze.captures", "silver.captures", "silver.subjects", "ops.quarantine"]
 SAMPLE = PROJECT_ROOT / "scenelake" / "sample" / "landing" / "manifests" / "captures-2026-11-01.jsonl"

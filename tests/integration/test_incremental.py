@@ -29,7 +29,7 @@ from scenelake.generator import generate
 from scenelake.settings import Settings
 from tests.frames import as_rows
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 JOBS = (captures_job, annotations_job, predictions_job, evaluate_job)
 SILVER_GOLD = ["silver.captures", "silver.subjects", "silver.frames", "silver.annotations", "silver.model_runs",
                "silver.predictions", "gold.detection_matches", "gold.detection_metrics", "gold.tracking_metrics"]

@@ -113,6 +113,13 @@ def test_prediction_rules(spark) -> None:  # type: ignore[no-untyped-def]
     assert ids[0] == ids[5] and ids[0].startswith("h:") and len(set(ids)) == 6  # record 6 repeats record 1
     unknown_run = predictions(rows, frames, spark.createDataFrame([], "run_id string"))
     assert {r.rule for r in unknown_run.where("record_no = 1 and source_file = 'p.jsonl'").collect()} == {"unknown_run"}
+    # A 10 s capture at 30 fps ends at frame 301: frame 8 may still be labelled, frame 302 never.
+    past_end = records(spark, [("p.jsonl", "jsonl", "rows", 1, json.dumps({**det, "frame_index": 8})),
+                               ("p.jsonl", "jsonl", "rows", 2, json.dumps({**det, "frame_index": 301})),
+                               ("p.jsonl", "jsonl", "rows", 3, json.dumps({**det, "frame_index": 302}))])
+    captures = spark.createDataFrame([("cap-1", 30.0, 10.0)], "capture_id string, fps double, duration_s double")
+    assert [r.rule for r in predictions(past_end, frames, runs, captures).orderBy("record_no").collect()] == [
+        "unknown_frame", "unknown_frame", "range:frame_within_capture"]
 
 
 def test_latest_copy_wins_and_losers_name_their_winner(spark) -> None:  # type: ignore[no-untyped-def]
