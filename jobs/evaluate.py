@@ -180,7 +180,9 @@ def _with_stored_sequences(spark: SparkSession, settings: Settings, fresh: pd.Da
     stored = pd.DataFrame(delta_io.read_table(spark, settings, TRACKING)
                           .where(F.col("run_id").isin(sorted(groups)) & (F.col("capture_id") != "all"))
                           .select(*columns).toPandas())
-    unchanged = [c not in groups.get(r, set()) for r, c in zip(stored["run_id"], stored["capture_id"], strict=True)]
+    # A boolean Series, not a list: `frame[[]]` (no stored row) would select no *columns*.
+    unchanged = pd.Series([c not in groups.get(r, set()) for r, c in zip(stored["run_id"], stored["capture_id"],
+                                                                         strict=True)], index=stored.index, dtype=bool)
     kept = stored[unchanged].astype({c: "float64" for c in evaluation.TRACKING_COUNTS})
     parts = [p for p in (fresh, kept) if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else fresh

@@ -2,7 +2,7 @@
 
 A generated landing zone (6 captures, two model runs, planted faults: re-delivered files,
 duplicates across files, truncated and mistyped records) is delivered in steps the way it
-arrives in real life, in three landings: manifests in uploads, predictions of a run before the
+arrives in real life, in five landings: manifests in uploads, predictions of a run before the
 ground truth of the same captures, the ground truth later, a run that grows capture by capture, a
 second model run, a manifest re-delivered under another name, and a corrected manifest line (a
 capture sent again with another duration and one subject fewer). Between two landings the
@@ -44,12 +44,13 @@ STEPS: list[list[str]] = [
      *[f"predictions/run_id=person-v1/capture_id=gen-0000{n}" for n in range(4)]],
     # 2: the ground truth of 2 and 3 arrives; the first upload is re-delivered under another name
     [ANN.format(kind="coco", n=2), ANN.format(kind="mot", n=3), "manifests/upload-001_2.jsonl"],
-    # 3: the last upload with captures 4 and 5 (an export of capture 4 delivered twice), person-v1
-    # grows to them, a corrected manifest line (written by the test, see `corrected_line`) and a
-    # second model run on every capture
-    ["manifests/upload-003.jsonl", ANN.format(kind="coco", n=4), ANN.format(kind="mot", n=5),
-     "predictions/run_id=person-v1/capture_id=gen-00004", "predictions/run_id=person-v1/capture_id=gen-00005",
-     "manifests/upload-004-fix.jsonl", "predictions/run_id=person-v2"],
+    # 3: the last upload with captures 4 and 5 (an export of capture 4 delivered twice)
+    ["manifests/upload-003.jsonl", ANN.format(kind="coco", n=4), ANN.format(kind="mot", n=5)],
+    # 4: person-v1 grows to captures 4 and 5
+    ["predictions/run_id=person-v1/capture_id=gen-00004", "predictions/run_id=person-v1/capture_id=gen-00005"],
+    # 5: a corrected manifest line (written by the test, see `corrected_line`) and a second model
+    # run on every capture
+    ["manifests/upload-004-fix.jsonl", "predictions/run_id=person-v2"],
 ]
 
 
