@@ -82,10 +82,13 @@ def land_run(settings: Settings, root: Path, run_id: str, captures: list[str], p
         landing.predictions(settings, src, run_id, capture, "jsonl")
 
 
-def timed_pass(spark, settings: Settings) -> float:  # type: ignore[no-untyped-def]
+def timed_pass(spark, settings: Settings, steps: dict[str, list[float]]) -> float:  # type: ignore[no-untyped-def]
+    """One pass of the watched steps; appends each step's seconds to `steps[name]`."""
     started = time.monotonic()
     for step in pipeline.WATCHED:
+        began = time.monotonic()
         step.run(spark, settings, ingest.silent)
+        steps.setdefault(step.__name__.rsplit(".", 1)[-1], []).append(time.monotonic() - began)
     return time.monotonic() - started
 
 
@@ -120,9 +123,10 @@ def main() -> None:
     spark = get_spark("bench-incremental", settings)
     spark.range(1).count()
     startup = time.monotonic() - started
-    full = timed_pass(spark, settings)
+    steps: dict[str, list[float]] = {}
+    full = timed_pass(spark, settings, steps)
     before = versions(spark, settings)
-    noop = timed_pass(spark, settings)
+    noop = timed_pass(spark, settings, steps)
     assert versions(spark, settings) == before, "a pass with nothing new committed something"
 
     # 1% more: a new run over a share of the existing captures, and new captures with ground truth.
@@ -133,7 +137,7 @@ def main() -> None:
     on_existing = max(1, (extra - per_capture * len(new_caps)) // per_capture)
     land_run(settings, root, "run-new", captures[:on_existing], per_capture, rng)
     added = per_capture * (len(new_caps) + on_existing)
-    increment = timed_pass(spark, settings)
+    increment = timed_pass(spark, settings, steps)
     print(f"\nlake: {total} predictions; increment: {added} predictions ({100 * added / total:.2f}%), "
           f"{len(new_caps)} new capture(s), one new run on {on_existing} capture(s)")
     rows = [("Spark session start-up", startup), ("full build", full), ("no-op pass (nothing new)", noop),
@@ -141,6 +145,9 @@ def main() -> None:
     print(f"{'what':28} | {'seconds':>8}")
     for what, seconds in rows:
         print(f"{what:28} | {seconds:8.1f}")
+    print(f"\n{'step':20} | {'full build':>10} | {'no-op pass':>10} | {'increment':>10}")
+    for name, (f, n, i) in steps.items():
+        print(f"{name:20} | {f:10.1f} | {n:10.1f} | {i:10.1f}")
     print(f"increment / full build: {increment / full:.3f}")
     print(f"(increment - no-op pass) / (full build - no-op pass): {(increment - noop) / (full - noop):.3f} "
           "(the goal: <= 0.05; the no-op pass is the fixed cost of a pass in a warm session)")

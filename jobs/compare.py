@@ -32,10 +32,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from scenelake import comparison, delta_io, ingest, quality
-from scenelake.cli import format_table
 from scenelake.contracts import contract
 from scenelake.job import job_main
 from scenelake.settings import Settings
+from scenelake.text import format_table
 
 COMPARISONS = "gold.slice_comparisons"
 MATCHES = "gold.detection_matches"

@@ -276,19 +276,6 @@ def write(settings: Settings, etc_dir: Path, schemas: Path = SCHEMAS_DIR, refres
     return rules_file
 
 
-def refresh_embedded(settings: Settings) -> bool:
-    """Regenerate the embedded server's rules (jobs call this after registering tables, so a PII
-    flag added to a contract protects the column within seconds). A cluster gets its rules from
-    `scenelake access rules --out FILE`, deployed with its configuration. Returns whether it wrote."""
-    from scenelake.trino_server import TrinoServer
-
-    etc = TrinoServer(settings).etc_dir
-    if not settings.is_local_lake or not (etc / "access-control.properties").exists():
-        return False
-    write(settings, etc)
-    return True
-
-
 def _replace(path: Path, text: str) -> None:
     if path.exists() and path.read_text() == text:
         return

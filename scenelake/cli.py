@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from scenelake.settings import PROJECT_ROOT, SettingsError, load_settings
+from scenelake.text import format_table
 
 JOBS_DIR = PROJECT_ROOT / "jobs"
 
@@ -344,6 +345,7 @@ def access_rules(out: Path | None) -> None:
     import json
 
     from scenelake import access
+    from scenelake.trino_server import refresh_access_rules
 
     settings = load_settings()
     text = json.dumps(access.rules(settings.trino_catalog), indent=2) + "\n"
@@ -352,7 +354,7 @@ def access_rules(out: Path | None) -> None:
         return
     out.write_text(text)
     click.echo(f"wrote {out}")
-    if access.refresh_embedded(settings):
+    if refresh_access_rules(settings):
         click.echo("and refreshed the embedded server's rules")
 
 
@@ -404,14 +406,6 @@ def connection_help(settings) -> str:  # type: ignore[no-untyped-def]
         f"  JDBC:   jdbc:trino://{host}:{port}/{cat}?user=analyst",
         "  Users (dev mode, no password): analyst, ml_engineer, pipeline, admin; see `scenelake access matrix`",
     ])
-
-
-def format_table(header: list[str], rows: list[list[object]] | list[tuple[object, ...]]) -> str:
-    cells = [[str(h) for h in header]] + [["NULL" if v is None else str(v) for v in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 @main.group("import")

@@ -14,9 +14,10 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from scenelake import access, quality, views
+from scenelake import quality, views
 from scenelake.settings import Settings, load_settings
 from scenelake.spark import get_spark
+from scenelake.trino_server import refresh_access_rules
 
 Run = Callable[..., Any]
 
@@ -62,7 +63,7 @@ def publish(spark: SparkSession, settings: Settings, prog: str, names: list[str]
                      if t not in names and delta_io.table_exists(spark, settings, t)]
     register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
     print(f"[{prog}] {len(names)} table(s) registered in Trino")
-    access.refresh_embedded(settings)
+    refresh_access_rules(settings)
     deployed = views.deploy(settings)
     if deployed:
         print(f"[{prog}] {len(deployed)} view(s) deployed: {', '.join(deployed)}")

@@ -237,3 +237,14 @@ class TrinoServer:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
         return None
+
+
+def refresh_access_rules(settings: Settings) -> bool:
+    """Regenerate the embedded server's access rules (jobs call this after registering tables, so a
+    PII flag added to a contract protects the column within seconds). A cluster gets its rules from
+    `scenelake access rules --out FILE`, deployed with its configuration. Returns whether it wrote."""
+    etc = TrinoServer(settings).etc_dir
+    if not settings.is_local_lake or not (etc / "access-control.properties").exists():
+        return False
+    access.write(settings, etc)
+    return True
