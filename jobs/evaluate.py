@@ -156,9 +156,10 @@ def run(spark: SparkSession, settings: Settings, progress=print, runs: list[str]
     # Metrics last: its commit marker says the whole evaluation of these inputs is done.
     tracking = _frame(spark, TRACKING, report.tracking) if report.tracking else None
     metrics = _frame(spark, METRICS, report.metrics)
-    if tracking is not None:
-        quality.gate(tracking, TRACKING, gate_run)
-    quality.gate(metrics, METRICS, gate_run)
+    with gate_run:
+        if tracking is not None:
+            quality.gate(tracking, TRACKING, gate_run)
+        quality.gate(metrics, METRICS, gate_run)
     if tracking is not None:
         delta_io.replace_where(spark, settings, TRACKING, tracking, where, text)
     delta_io.replace_where(spark, settings, METRICS, metrics, where, text)

@@ -243,12 +243,12 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
                 .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))
                 .unionByName(redelivered_rows(copies, batch_id))).cache()
     frames, annotations = frames.cache(), annotations.cache()
-    gate_run = quality.GateRun(spark, settings, "ingest_annotations", delta_io.marker_text(step.marker))
     captures = capture_sizes(spark, settings)
-    quality.gate(ingest.with_file_totals(rejected, records), QUARANTINE, gate_run)
-    if not records.isEmpty():
-        quality.gate(frames_in_captures(frames, captures), FRAMES, gate_run)
-        quality.gate(annotations_in_frames(annotations, frames, captures), ANNOTATIONS, gate_run)
+    with quality.GateRun(spark, settings, "ingest_annotations", delta_io.marker_text(step.marker)) as gate_run:
+        quality.gate(ingest.with_file_totals(rejected, records), QUARANTINE, gate_run)
+        if not records.isEmpty():
+            quality.gate(frames_in_captures(frames, captures), FRAMES, gate_run)
+            quality.gate(annotations_in_frames(annotations, frames, captures), ANNOTATIONS, gate_run)
     quarantined = rejected.count()
     # Quarantine first, silver last: the marker on silver.annotations' commit says the batches are done.
     ingest.write_quarantine(spark, settings, rejected, quarantined)

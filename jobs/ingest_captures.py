@@ -211,10 +211,10 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     good = good.cache()
     captures, subjects = good.drop("subjects"), subject_rows(good).cache()
     quarantine = ingest.quarantine_rows(rejected, SILVER, batch_id).cache()
-    gate_run = quality.GateRun(spark, settings, "ingest_captures", delta_io.marker_text(step.marker))
-    outcomes = quality.gate(ingest.with_file_totals(quarantine, lines), QUARANTINE, gate_run)
-    if not originals.isEmpty():
-        outcomes += quality.gate(captures, SILVER, gate_run) + quality.gate(subjects, SUBJECTS, gate_run)
+    with quality.GateRun(spark, settings, "ingest_captures", delta_io.marker_text(step.marker)) as gate_run:
+        outcomes = quality.gate(ingest.with_file_totals(quarantine, lines), QUARANTINE, gate_run)
+        if not originals.isEmpty():
+            outcomes += quality.gate(captures, SILVER, gate_run) + quality.gate(subjects, SUBJECTS, gate_run)
     warnings = [o.summary() for o in outcomes if not o.success]
     quarantined = quarantine.count()
     # Quarantine first, silver.captures last: the marker on its commit says the batches are done. A

@@ -300,18 +300,22 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
                            "record_no"))
     kept = good.count()
     clock.lap(f"parsed and checked {kept} new or changed predictions")
-    gate_run = quality.GateRun(spark, settings, "ingest_predictions", delta_io.marker_text(step.marker))
-    quality.gate(ingest.with_file_totals(quarantine, records), QUARANTINE, gate_run)
-    quality.gate(runs, RUNS, gate_run)
-    if kept or not records.isEmpty():
-        quality.gate(with_coverage(good, frames), PREDICTIONS, gate_run)
+    # The model runs are judged and merged only when a run.json is new or changed since the last run.
+    runs_moved = step.full or (step.previous or {}).get("runs") != inputs["runs"]
+    with quality.GateRun(spark, settings, "ingest_predictions", delta_io.marker_text(step.marker)) as gate_run:
+        quality.gate(ingest.with_file_totals(quarantine, records), QUARANTINE, gate_run)
+        if runs_moved:
+            quality.gate(runs, RUNS, gate_run)
+        if kept or not records.isEmpty():
+            quality.gate(with_coverage(good, frames), PREDICTIONS, gate_run)
     clock.lap("quality gate passed")
     quarantined = quarantine.count()
     ingest.write_quarantine(spark, settings, quarantine, quarantined, release)
     ingest.crash_point("predictions:after_quarantine")
     clock.lap(f"{quarantined} record(s) quarantined")
     marker = {**step.marker, "quarantine": delta_io.table_version(spark, settings, QUARANTINE)}
-    delta_io.merge(spark, settings, RUNS, runs, commit_metadata=delta_io.marker_text(marker))
+    if runs_moved:
+        delta_io.merge(spark, settings, RUNS, runs, commit_metadata=delta_io.marker_text(marker))
     ingest.crash_point("predictions:after_runs")
     delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=delta_io.marker_text(marker))
     delta_io.ensure_marker(spark, settings, PREDICTIONS, marker)

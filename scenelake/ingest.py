@@ -242,7 +242,7 @@ def write_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame, c
                      release: DataFrame | None = None) -> None:
     """Merge rejected records into ops.quarantine, and delete the `release`d ones (records judged
     again that now reach silver), in one commit; with nothing to do, only make sure it exists."""
-    if count == 0 and release is None and delta_io.table_exists(spark, settings, QUARANTINE):
+    if count == 0 and (release is None or release.isEmpty()) and delta_io.table_exists(spark, settings, QUARANTINE):
         return
     delta_io.merge(spark, settings, QUARANTINE, rows.dropDuplicates(
         ["target_table", "source_file", "section", "record_no"]), delete=release)

@@ -64,13 +64,39 @@ class QualityGateFailed(Exception):
 
 @dataclass
 class GateRun:
-    """Where a gate records its results: the job, the batch it validates, the lake."""
+    """Where a gate records its results: the job, the batch it validates, the lake.
+
+    Used as a context manager around a job's gates (`with GateRun(...) as run:`), the results of
+    the gates that pass are appended to ops.quality_results in one commit when the block ends
+    (each append is a Delta commit of a second or so); a gate that stops its batch records at once,
+    before it raises. Outside a `with` block every gate records at once."""
 
     spark: SparkSession
     settings: Settings
     job: str
     batch_key: str
     gate_run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    pending: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+    depth: int = field(default=0, repr=False)
+
+    def __enter__(self) -> GateRun:
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        self.flush()
+
+    def flush(self) -> None:
+        """Append the results recorded so far to ops.quality_results (one commit; none when empty)."""
+        from scenelake import delta_io
+
+        if not self.pending:
+            return
+        rows, self.pending = self.pending, []
+        delta_io.append(self.spark, self.settings, RESULTS,
+                        self.spark.createDataFrame(rows, contract(RESULTS).spark_schema()),
+                        commit_metadata=f"gate={self.gate_run_id}")
 
 
 @dataclass(frozen=True)
@@ -254,17 +280,26 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     checks = checks_for(name)
     everything = list(range(len(checks)))
-    if df.limit(PANDAS_MAX_ROWS + 1).count() <= PANDAS_MAX_ROWS:
-        sql = [i for i in everything if checks[i].expectation in SQL_EXPECTATIONS]
-        rest = [i for i in everything if i not in sql]
-        parts: list[tuple[str, Any, list[int]]] = [("pandas", df.toPandas(), rest)]
-        if sql:
-            parts.append(("spark", df, sql))
-    else:
-        parts = [("spark", df, everything)]
+    # Each expectation on Spark is a Spark job of its own: validate a cached batch (a no-op when the
+    # caller cached it), so that the joins and parsing behind it run once. The first job collects the
+    # batch when it is small (and fills the cache for the Spark SQL checks).
+    cached = None if df.storageLevel.useMemory else df.cache()
     outcomes: list[CheckResult] = []
-    for engine, data, chosen in parts:
-        outcomes += _validate_part(engine, data, df, name, checks, chosen, history, docs_dir, shown)
+    try:
+        head = df.limit(PANDAS_MAX_ROWS + 1).toPandas()
+        if len(head) <= PANDAS_MAX_ROWS:
+            sql = [i for i in everything if checks[i].expectation in SQL_EXPECTATIONS]
+            rest = [i for i in everything if i not in sql]
+            parts: list[tuple[str, Any, list[int]]] = [("pandas", head, rest)]
+            if sql:
+                parts.append(("spark", df, sql))
+        else:
+            parts = [("spark", df, everything)]
+        for engine, data, chosen in parts:
+            outcomes += _validate_part(engine, data, df, name, checks, chosen, history, docs_dir, shown)
+    finally:
+        if cached is not None:
+            cached.unpersist()
     return sorted(outcomes, key=lambda o: checks.index(o.check))
 
 
@@ -356,17 +391,15 @@ def accepted(run: GateRun, name: str) -> bool:
 
 
 def _record(run: GateRun, name: str, outcomes: list[CheckResult], outcome: str) -> None:
-    from scenelake import delta_io
-
     now = datetime.now(UTC)
     checks = checks_for(name)
-    rows = [(run.gate_run_id, run.job, name, run.batch_key, checks.index(o.check), o.check.label, o.check.severity,
-             o.check.why or None, o.success, None if o.observed is None else json.dumps(o.observed, default=str),
-             None if o.unexpected_count is None else int(o.unexpected_count), list(o.sample_keys) or None,
-             outcome, now) for o in outcomes]
-    table = contract(RESULTS)
-    delta_io.append(run.spark, run.settings, RESULTS, run.spark.createDataFrame(rows, table.spark_schema()),
-                    commit_metadata=f"gate={run.gate_run_id}")
+    run.pending += [(run.gate_run_id, run.job, name, run.batch_key, checks.index(o.check), o.check.label,
+                     o.check.severity, o.check.why or None, o.success,
+                     None if o.observed is None else json.dumps(o.observed, default=str),
+                     None if o.unexpected_count is None else int(o.unexpected_count), list(o.sample_keys) or None,
+                     outcome, now) for o in outcomes]
+    if run.depth == 0 or outcome == "stopped":
+        run.flush()
 
 
 def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResult]:
@@ -377,14 +410,10 @@ def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResu
     """
     # Each expectation is a Spark job of its own: validate a cached batch, so that the joins and
     # parsing behind it run once, not once per expectation (a no-op when the caller cached it).
-    cached = not df.storageLevel.useMemory
-    df = df.cache() if cached else df
-    try:
-        outcomes = validate(df, name, last_published(run, name) if run else None,
-                            data_docs_dir(run) if run else None, sample_key_mask(run.settings, name) if run else None)
-    finally:
-        if cached:
-            df.unpersist()
+    # Only suites with a history check read the table's last published results.
+    history = last_published(run, name) if run and any(c.history for c in checks_for(name)) else None
+    outcomes = validate(df, name, history, data_docs_dir(run) if run else None,
+                        sample_key_mask(run.settings, name) if run else None)
     failures = [o for o in outcomes if not o.success and o.check.severity == "fail"]
     let_through = bool(failures) and run is not None and accepted(run, name)
     if run is not None:
