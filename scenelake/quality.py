@@ -408,8 +408,6 @@ def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResu
     With `run`, the results are appended to ops.quality_results whatever happens (sample keys with
     their PII masked, `sample_key_mask`), and history checks compare with the table's last published batch.
     """
-    # Each expectation is a Spark job of its own: validate a cached batch, so that the joins and
-    # parsing behind it run once, not once per expectation (a no-op when the caller cached it).
     # Only suites with a history check read the table's last published results.
     history = last_published(run, name) if run and any(c.history for c in checks_for(name)) else None
     outcomes = validate(df, name, history, data_docs_dir(run) if run else None,
