@@ -6,25 +6,14 @@
 -- all detections. Each is the mean over the classes that have ground truth in the slice. Other groupings
 -- (pairs, any combination): `scenelake slice --by lighting,motion` runs this query grouped your way.
 WITH records AS (
-  SELECT 'all' AS slice_by, 'all' AS slice_value, e.* FROM gold.detection_evaluation AS e
-  UNION ALL
-  SELECT 'environment', e.environment, e.* FROM gold.detection_evaluation AS e
-  UNION ALL
-  SELECT 'lighting', e.lighting, e.* FROM gold.detection_evaluation AS e
-  UNION ALL
-  SELECT 'motion', e.motion, e.* FROM gold.detection_evaluation AS e
-  UNION ALL
-  SELECT 'occlusion', e.occlusion, e.* FROM gold.detection_evaluation AS e
-  UNION ALL
-  SELECT 'crowd', e.crowd, e.* FROM gold.detection_evaluation AS e
-  UNION ALL
-  SELECT 'device_model', e.device_model, e.* FROM gold.detection_evaluation AS e
-  UNION ALL
-  SELECT 'sensor', e.sensor, e.* FROM gold.detection_evaluation AS e
-  UNION ALL
-  SELECT 'region', e.region, e.* FROM gold.detection_evaluation AS e
-  UNION ALL
-  SELECT 'source', e.source, e.* FROM gold.detection_evaluation AS e
+  -- Each record once per slice it belongs to: one scan of the base, no branch per attribute.
+  SELECT s.slice_by, s.slice_value, e.*
+  FROM gold.detection_evaluation AS e
+  CROSS JOIN UNNEST(
+    ARRAY['all', 'environment', 'lighting', 'motion', 'occlusion', 'crowd', 'device_model', 'sensor', 'region',
+          'source'],
+    ARRAY['all', e.environment, e.lighting, e.motion, e.occlusion, e.crowd, e.device_model, e.sensor, e.region,
+          e.source]) AS s(slice_by, slice_value)
 ),
 thresholds AS (
   SELECT CAST(t AS INTEGER) AS t FROM UNNEST(sequence(0, 9)) AS x(t)

@@ -43,25 +43,14 @@ sequences as (
 ),
 
 records as (
-  select 'all' as slice_by, 'all' as slice_value, s.* from sequences as s
-  union all
-  select 'environment', s.environment, s.* from sequences as s
-  union all
-  select 'lighting', s.lighting, s.* from sequences as s
-  union all
-  select 'motion', s.motion, s.* from sequences as s
-  union all
-  select 'occlusion', s.occlusion, s.* from sequences as s
-  union all
-  select 'crowd', s.crowd, s.* from sequences as s
-  union all
-  select 'device_model', s.device_model, s.* from sequences as s
-  union all
-  select 'sensor', s.sensor, s.* from sequences as s
-  union all
-  select 'region', s.region, s.* from sequences as s
-  union all
-  select 'source', s.source, s.* from sequences as s
+  -- Each capture once per slice it belongs to: one scan, no branch per attribute.
+  select u.slice_by, u.slice_value, s.*
+  from sequences as s
+  cross join unnest(
+    array['all', 'environment', 'lighting', 'motion', 'occlusion', 'crowd', 'device_model', 'sensor', 'region',
+          'source'],
+    array['all', s.environment, s.lighting, s.motion, s.occlusion, s.crowd, s.device_model, s.sensor, s.region,
+          s.source]) as u(slice_by, slice_value)
 ),
 
 summed as (
