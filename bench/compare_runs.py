@@ -119,8 +119,8 @@ def write_lake(spark, settings, scen: pd.DataFrame, runs: dict[str, pd.DataFrame
     delta_io.append(spark, settings, "gold.detection_matches", raw.select(*columns))
     now = datetime(2026, 11, 1, tzinfo=UTC)
     captures = [(r.capture_id, "real", r.device_model, None, "rgb", 1280, 720, 30.0, now, 60.0, r.region,
-                 r.environment, r.lighting, r.motion, {"occlusion": r.occlusion, "crowd": r.crowd}, "bench", 1,
-                 "bench") for r in scen.itertuples()]
+                 r.environment, r.lighting, r.motion, r.occlusion, r.crowd, None, "all_granted", None,
+                 "bench", 1, "bench") for r in scen.itertuples()]
     delta_io.append(spark, settings, "silver.captures",
                     spark.createDataFrame(captures, contract("silver.captures").spark_schema()))
     model_runs = [(run_id, "person-detector", run_id.split("-")[1], None, None,

@@ -85,8 +85,8 @@ def build_lake(spark, settings: Settings, predictions: int, runs: int, captures:
         (F.lit(frames) / 30.0 * 4).alias("duration_s"), pick(["eu-west", "us-east"], F.col("id") * 13).alias("region"),
         pick(ENVIRONMENT, F.col("id") * 3).alias("environment"), pick(LIGHTING, F.col("id") * 5).alias("lighting"),
         pick(MOTION, F.col("id") * 17).alias("motion"),
-        F.create_map(F.lit("occlusion"), pick(["none", "partial", "heavy"], F.col("id") * 19),
-                     F.lit("crowd"), pick(["1", "2-5", "6+"], F.col("id") * 23)).alias("tags"),
+        pick(["none", "partial", "heavy"], F.col("id") * 19).alias("occlusion"),
+        pick(["1", "2-5", "6+"], F.col("id") * 23).alias("crowd"),
         F.lit("no_subjects").alias("consent_state"), F.lit("bench").alias("source_file"),
         F.col("id").alias("line_number"), F.lit("bench").alias("batch_id"),
         (F.col("id") % batches).alias("_batch"))
@@ -170,7 +170,7 @@ object_counts as (
   group by a.capture_id
 )
 select
-  c.lighting, c.motion, c.environment, element_at(c.tags, 'occlusion') as occlusion,
+  c.lighting, c.motion, c.environment, c.occlusion,
   count(*) as captures,
   sum(coalesce(f.frames, 0)) as frames,
   sum(coalesce(f.labelled_frames, 0)) as labelled_frames,

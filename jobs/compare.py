@@ -89,10 +89,8 @@ def latest_pairs(runs: pd.DataFrame, evaluated: set[str]) -> list[tuple[str, str
 
 
 def attributes(captures: DataFrame) -> pd.DataFrame:
-    """One row per capture, one string column per scenario attribute (occlusion and crowd from the tags)."""
-    tags = {"occlusion", "crowd"}
-    columns = [F.element_at("tags", a).alias(a) if a in tags else F.col(a).cast("string").alias(a)
-               for a in comparison.SCENARIO_ATTRIBUTES]
+    """One row per capture, one string column per scenario attribute (the contract's `scenario: true` columns)."""
+    columns = [F.col(a).cast("string").alias(a) for a in comparison.SCENARIO_ATTRIBUTES]
     return _pandas(captures.select("capture_id", *columns)).set_index("capture_id")
 
 

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from scenelake import delta_io, ingest, quality
-from scenelake.contracts import contract, fingerprint
+from scenelake.contracts import contract, fingerprint, scenario_attributes
 from scenelake.job import job_main
 from scenelake.settings import Settings
 
@@ -54,14 +54,17 @@ MANIFEST_SCHEMA = T.StructType([
     T.StructField("subjects", T.ArrayType(T.StructType([
         T.StructField("subject_id", T.StringType()), T.StructField("consent", T.StringType())]))),
 ])
-PROMOTED_TAGS = ("environment", "lighting", "motion")
-# Where each silver.captures column is in a manifest line.
-FIELD_PATHS = {
+# Where each silver.captures column that is not a scenario tag is in a manifest line.
+DIRECT_PATHS = {
     "capture_id": "capture_id", "source": "source", "device_model": "device.model",
     "device_serial": "device.serial", "sensor": "sensor", "width": "resolution.width",
     "height": "resolution.height", "fps": "fps", "started_at": "started_at", "duration_s": "duration_s",
-    "region": "region", **{tag: f"scenario.{tag}" for tag in PROMOTED_TAGS},
+    "region": "region",
 }
+# Every other scenario attribute of the contract is a tag of the manifest's scenario map, promoted to
+# its column; the tags no contract column names stay in `tags`.
+PROMOTED_TAGS = tuple(name for name in scenario_attributes() if name not in DIRECT_PATHS)
+FIELD_PATHS = {**DIRECT_PATHS, **{tag: f"scenario.{tag}" for tag in PROMOTED_TAGS}}
 KNOWN_FIELDS = [f.name for f in MANIFEST_SCHEMA.fields]
 
 

@@ -80,8 +80,9 @@ def evaluate(runs: tuple[str, ...], register: bool) -> None:
 
 @main.command("slice")
 @click.option("--by", default="", metavar="ATTR[,ATTR...]",
-              help="scenario attributes to group by (columns of gold.detection_evaluation: lighting, motion, "
-                   "occlusion, environment, crowd, device_model, sensor, region, source, model_version, category)")
+              help="columns of gold.detection_evaluation to group by: any scenario attribute (the columns "
+                   "of silver.captures flagged `scenario: true`, e.g. lighting, motion, occlusion), "
+                   "model_version, category")
 @click.option("--run", "runs", multiple=True, metavar="RUN_ID", help="only this model run (repeatable)")
 @click.option("--sql", "show_sql", is_flag=True, help="print the SQL instead of running it")
 def slice_cmd(by: str, runs: tuple[str, ...], show_sql: bool) -> None:

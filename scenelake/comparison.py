@@ -54,9 +54,10 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from scenelake import coco_eval
+from scenelake.contracts import scenario_attributes
 
-SCENARIO_ATTRIBUTES = ("environment", "lighting", "motion", "occlusion", "crowd", "device_model", "sensor",
-                       "region", "source")
+# The columns of silver.captures its contract flags `scenario: true`, in contract order.
+SCENARIO_ATTRIBUTES = scenario_attributes()
 DETECTION_METRICS = ("ap", "ap50", "recall50", "precision50")
 TRACKING_METRICS = ("mota", "idf1")
 METRICS = DETECTION_METRICS + TRACKING_METRICS

@@ -15,6 +15,12 @@ Two rules follow from a column's PII flag, so no contract repeats them:
 - A map of fields the contract does not know (`extra`, `tags`) is `pii: raw`: an unknown field is
   PII until proven otherwise. Keys known to be safe are listed in the column's `safe_keys`; readers
   who may not see raw records see the map with those keys only.
+
+The scenario attributes (what ML engineers slice evaluation results by: lighting, motion, device, ...)
+are the columns of `silver.captures` flagged `scenario: true`. `scenario_attributes()` is the only list
+of them: the slice views (through the `scenario_*` macros of scenelake.views), `scenelake slice`,
+`scenelake compare`, the coverage view, the notebooks and the tests all read it, so a new attribute is
+one new flagged column in the contract.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from pyspark.sql import types as T
 from scenelake.settings import LAYERS, PROJECT_ROOT
 
 SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+# The one table whose columns may be scenario attributes (`scenario: true`).
+SCENARIO_TABLE = "silver.captures"
 
 PRIMITIVES: dict[str, tuple[T.DataType, str]] = {
     "string": (T.StringType(), "varchar"),
@@ -70,6 +78,8 @@ class Column:
     maximum: float | None = None
     # Keys of a `pii: raw` map that readers may see (scenelake.access keeps only these for them).
     safe_keys: tuple[str, ...] = ()
+    # A scenario attribute (`scenario: true`): evaluation results are sliced by its values.
+    scenario: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,11 +202,17 @@ def _column(raw: dict[str, Any], where: Path) -> Column:
     if safe_keys and (pii != "raw" or not raw["type"].startswith("map<string,")):
         raise ContractError(f"{where}: column {raw['name']!r} has safe_keys; only a `pii: raw` map<string,...> "
                             "column can list the keys readers may see")
+    scenario = raw.get("scenario", False)
+    if scenario not in (True, False):
+        raise ContractError(f"{where}: column {raw['name']!r} has scenario: {scenario!r}; expected true or false")
+    if scenario and (raw["type"] not in PRIMITIVES or pii is not None):
+        raise ContractError(f"{where}: column {raw['name']!r} has scenario: true; a scenario attribute is sliced "
+                            "by its values, so it must be of a primitive type and not PII")
     return Column(
         name=raw["name"], type=raw["type"], nullable=bool(raw["nullable"]),
         description=raw["description"], pii=pii,
         allowed=tuple(raw["allowed"]) if "allowed" in raw else None,
-        minimum=raw.get("min"), maximum=raw.get("max"), safe_keys=safe_keys,
+        minimum=raw.get("min"), maximum=raw.get("max"), safe_keys=safe_keys, scenario=scenario,
     )
 
 
@@ -233,6 +249,10 @@ def load_contract_file(path: Path) -> Contract:
     if pii:
         raise ContractError(f"{path}: PII column(s) {pii} cannot partition or Z-order a table: partition values "
                             "are in file paths and the Delta log, and PII columns have no statistics to Z-order by")
+    flagged = [c.name for c in contract.columns if c.scenario]
+    if flagged and contract.name != SCENARIO_TABLE:
+        raise ContractError(f"{path}: column(s) {flagged} have scenario: true; scenario attributes are columns "
+                            f"of {SCENARIO_TABLE} (the views join every record to its capture's attributes)")
     return contract
 
 
@@ -252,6 +272,14 @@ def contract(name: str, root: Path = SCHEMAS_DIR) -> Contract:
         raise ContractError(f"no contract for table {name!r}: add schemas/"
                             f"{name.replace('.', '/')}.yaml")
     return contracts[name]
+
+
+def scenario_attributes(root: Path = SCHEMAS_DIR) -> tuple[str, ...]:
+    """The scenario attributes, in contract order: the columns of silver.captures flagged `scenario: true`."""
+    names = tuple(c.name for c in contract(SCENARIO_TABLE, root).columns if c.scenario)
+    if not names:
+        raise ContractError(f"{contract(SCENARIO_TABLE, root).path}: no column has scenario: true")
+    return names
 
 
 def fingerprint(*names: str, root: Path = SCHEMAS_DIR) -> str:

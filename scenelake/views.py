@@ -3,6 +3,13 @@
 Each file holds one SELECT in the Trino dialect, tables named `layer.table` without a catalog
 (the view is created in the configured catalog, so the same files serve every environment), and
 a first comment that says what one row means. sqlglot parses them; nothing is string-spliced.
+
+The scenario attributes are written in no view: two macros stand for the list the captures contract
+declares (`scenario: true`, scenelake.contracts.scenario_attributes), expanded by sqlglot on parse:
+- `scenario_columns(c)` in a select list or a GROUP BY is `c.source, c.device_model, ...` (each
+  attribute as a column of `c`; `scenario_columns()` names them without a table);
+- `UNNEST(scenario_slices(c))` is `UNNEST(ARRAY['all', 'source', ...], ARRAY['all', CAST(c.source AS
+  varchar), ...])`: each row once per slice it belongs to (slice_by, slice_value), the whole run as 'all'.
 """
 
 from __future__ import annotations
@@ -51,12 +58,51 @@ class View:
 
 
 def parse(sql: str, where: Path | str = "<sql>") -> exp.Expr:
+    """A view's tree with the scenario macros expanded (module docstring)."""
     try:
         tree = sqlglot.parse_one(sql, read="trino")
     except sqlglot.errors.ParseError as exc:
         raise ViewError(f"{where}: does not parse as Trino SQL: {exc}") from exc
     if tree is None:
         raise ViewError(f"{where}: empty")
+    return expand_scenarios(tree, where)
+
+
+SCENARIO_COLUMNS = "scenario_columns"
+SCENARIO_SLICES = "scenario_slices"
+
+
+def _macro_table(call: exp.Anonymous, where: Path | str) -> str | None:
+    args = call.expressions
+    if not args:
+        return None
+    if len(args) == 1 and isinstance(args[0], exp.Column) and not args[0].table:
+        return args[0].name
+    raise ViewError(f"{where}: {call.sql(dialect='trino')}: the argument is a table alias (or nothing)")
+
+
+def expand_scenarios(tree: exp.Expr, where: Path | str = "<sql>") -> exp.Expr:
+    """`tree` with every scenario_columns(...) and scenario_slices(...) macro replaced (module docstring)."""
+    from scenelake.contracts import scenario_attributes
+
+    names = scenario_attributes()
+    calls = [c for c in tree.find_all(exp.Anonymous) if c.name.lower() in (SCENARIO_COLUMNS, SCENARIO_SLICES)]
+    for call in calls:
+        table = _macro_table(call, where)
+        parent, key = call.parent, call.arg_key
+        if call.name.lower() == SCENARIO_COLUMNS:
+            if not isinstance(parent, exp.Select | exp.Group) or key != "expressions":
+                raise ViewError(f"{where}: {SCENARIO_COLUMNS}(...) belongs in a select list or a GROUP BY")
+            items = parent.args[key]
+            at = next(i for i, item in enumerate(items) if item is call)
+            parent.set(key, [*items[:at], *(exp.column(n, table=table) for n in names), *items[at + 1:]])
+        else:
+            if not isinstance(parent, exp.Unnest) or len(parent.expressions) != 1:
+                raise ViewError(f"{where}: {SCENARIO_SLICES}(...) is the one argument of an UNNEST")
+            labels = exp.Array(expressions=[exp.Literal.string(v) for v in ("all", *names)])
+            values = exp.Array(expressions=[exp.Literal.string("all"),
+                                            *(exp.cast(exp.column(n, table=table), "varchar") for n in names)])
+            parent.set("expressions", [labels, values])
     return tree
 
 
@@ -248,13 +294,14 @@ def lineage(view_name: str, column: str | None = None) -> dict[str, list[str]]:
         raise ViewError(f"no view {view_name!r}; views: {', '.join(known)}")
     view = known[view_name]
     schema: dict[str, object] = dict(contract_schema())
-    sources = {name: v.sql for name, v in known.items() if name != view_name}
+    sources = {name: v.tree.sql(dialect="trino") for name, v in known.items() if name != view_name}
     with_views: dict[str, object] = dict(schema_with_views(contract_schema()))
     columns = [column] if column else output_columns(qualify(view.tree.copy(), schema=with_views, dialect="trino"))
     out = {}
     for name in columns:
         try:
-            node = column_lineage(name, view.sql, schema=schema, sources=sources, dialect="trino")
+            node = column_lineage(name, view.tree.sql(dialect="trino"), schema=schema, sources=sources,
+                                  dialect="trino")
         except sqlglot.errors.SqlglotError as exc:
             raise ViewError(f"{view.path}: no lineage for column {name!r}: {exc}") from exc
         leaves = {f"{n.expression.db}.{n.expression.name}.{n.name.split('.')[-1]}"

@@ -38,8 +38,7 @@ class Generated:
 
     @property
     def attributes(self) -> pd.DataFrame:
-        tags = pd.DataFrame(list(self.captures["tags"]), index=self.captures.index)
-        return self.captures.join(tags).set_index("capture_id")[ATTRIBUTES]
+        return self.captures.set_index("capture_id")[ATTRIBUTES]
 
 
 def generate_matches(seed: int, captures: int, runs: Mapping[str, float] = generator.RUNS,
@@ -57,7 +56,7 @@ def generate_matches(seed: int, captures: int, runs: Mapping[str, float] = gener
             "height": generator.HEIGHT, "fps": m["fps"], "started_at": t0 + timedelta(hours=i),
             "duration_s": m["duration_s"], "region": m["region"], "environment": cap.scenario["environment"],
             "lighting": cap.scenario["lighting"], "motion": cap.scenario["motion"],
-            "tags": {"occlusion": cap.scenario["occlusion"], "crowd": cap.scenario["crowd"]},
+            "occlusion": cap.scenario["occlusion"], "crowd": cap.scenario["crowd"], "tags": None,
             "consent_state": "all_granted", "extra": None,
             "source_file": "manifests/captures-generated.jsonl", "line_number": i + 1, "batch_id": f"seed-{seed}"})
     gt_rows: list[tuple] = []

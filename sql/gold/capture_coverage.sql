@@ -1,23 +1,16 @@
--- One row per scenario combination of capture sessions (source, environment, lighting, motion,
--- occlusion, crowd, device model, sensor, region): how many captures and hours of video were recorded
--- in it, how many of their frames the lake knows (labelled or predicted on) and how many were
--- labelled, the ground-truth objects in those, and the subjects recorded (counted once per capture
--- they appear in; no subject id is exposed). Every count adds up across rows, so any coarser grouping
--- is a sum. Captures the lake has frames of but no published manifest line for (imported datasets, or a
--- manifest line in quarantine) count in the row whose attributes are all null, with null hours.
+-- One row per scenario combination of capture sessions (every scenario attribute of silver.captures,
+-- `scenario_columns`: source, device model, sensor, region, environment, lighting, motion, ...): how
+-- many captures and hours of video were recorded in it, how many of their frames the lake knows
+-- (labelled or predicted on) and how many were labelled, the ground-truth objects in those, and the
+-- subjects recorded (counted once per capture they appear in; no subject id is exposed). Every count
+-- adds up across rows, so any coarser grouping is a sum. Captures the lake has frames of but no
+-- published manifest line for (imported datasets, or a manifest line in quarantine) count in the row
+-- whose attributes are all null, with null hours.
 with
 captures as (
   select
     capture_id,
-    source,
-    environment,
-    lighting,
-    motion,
-    element_at(tags, 'occlusion') as occlusion,
-    element_at(tags, 'crowd') as crowd,
-    device_model,
-    sensor,
-    region,
+    scenario_columns(),
     duration_s
   from silver.captures
 ),
@@ -55,15 +48,7 @@ every_capture as (
 )
 
 select
-  c.source,
-  c.environment,
-  c.lighting,
-  c.motion,
-  c.occlusion,
-  c.crowd,
-  c.device_model,
-  c.sensor,
-  c.region,
+  scenario_columns(c),
   count(*) as captures,
   sum(c.duration_s) / 3600 as hours,
   coalesce(sum(f.frames), 0) as frames,
@@ -81,12 +66,4 @@ left join objects as o
 left join subjects as s
   on s.capture_id = e.capture_id
 group by
-  c.source,
-  c.environment,
-  c.lighting,
-  c.motion,
-  c.occlusion,
-  c.crowd,
-  c.device_model,
-  c.sensor,
-  c.region
+  scenario_columns(c)

@@ -1,7 +1,8 @@
 -- One row per evaluated record of gold.detection_matches (a prediction ranked below 100 in its frame
 -- and class, or a ground-truth object) with the scenario attributes of its capture and the model of its
--- run: the base for slicing detection metrics by anything. Captures without a manifest (imported
--- datasets) have null attributes.
+-- run: the base for slicing detection metrics by anything. `scenario_columns(c)` is every scenario
+-- attribute of silver.captures (the columns its contract flags `scenario: true`; scenelake.views expands
+-- it). Captures without a manifest (imported datasets) have null attributes.
 SELECT
   m.run_id,
   r.model_name,
@@ -18,15 +19,7 @@ SELECT
   m.is_crowd,
   m.tp_all,
   m.ig_all,
-  c.source,
-  c.device_model,
-  c.sensor,
-  c.region,
-  c.environment,
-  c.lighting,
-  c.motion,
-  element_at(c.tags, 'occlusion') AS occlusion,
-  element_at(c.tags, 'crowd') AS crowd
+  scenario_columns(c)
 FROM gold.detection_matches AS m
 LEFT JOIN silver.captures AS c
   ON c.capture_id = m.capture_id

@@ -6,14 +6,10 @@
 -- all detections. Each is the mean over the classes that have ground truth in the slice. Other groupings
 -- (pairs, any combination): `scenelake slice --by lighting,motion` runs this query grouped your way.
 WITH records AS (
-  -- Each record once per slice it belongs to: one scan of the base, no branch per attribute.
+  -- Each record once per slice it belongs to (every scenario attribute, and 'all'): one scan of the base.
   SELECT s.slice_by, s.slice_value, e.*
   FROM gold.detection_evaluation AS e
-  CROSS JOIN UNNEST(
-    ARRAY['all', 'environment', 'lighting', 'motion', 'occlusion', 'crowd', 'device_model', 'sensor', 'region',
-          'source'],
-    ARRAY['all', e.environment, e.lighting, e.motion, e.occlusion, e.crowd, e.device_model, e.sensor, e.region,
-          e.source]) AS s(slice_by, slice_value)
+  CROSS JOIN UNNEST(scenario_slices(e)) AS s(slice_by, slice_value)
 ),
 thresholds AS (
   SELECT CAST(t AS INTEGER) AS t FROM UNNEST(sequence(0, 9)) AS x(t)

@@ -27,15 +27,7 @@ sequences as (
     t.idfp,
     t.idfn,
     t.motp_sum,
-    c.source,
-    c.device_model,
-    c.sensor,
-    c.region,
-    c.environment,
-    c.lighting,
-    c.motion,
-    element_at(c.tags, 'occlusion') as occlusion,
-    element_at(c.tags, 'crowd') as crowd
+    scenario_columns(c)
   from gold.tracking_metrics as t
   left join silver.captures as c
     on c.capture_id = t.capture_id
@@ -43,14 +35,10 @@ sequences as (
 ),
 
 records as (
-  -- Each capture once per slice it belongs to: one scan, no branch per attribute.
+  -- Each capture once per slice it belongs to (every scenario attribute, and 'all'): one scan.
   select u.slice_by, u.slice_value, s.*
   from sequences as s
-  cross join unnest(
-    array['all', 'environment', 'lighting', 'motion', 'occlusion', 'crowd', 'device_model', 'sensor', 'region',
-          'source'],
-    array['all', s.environment, s.lighting, s.motion, s.occlusion, s.crowd, s.device_model, s.sensor, s.region,
-          s.source]) as u(slice_by, slice_value)
+  cross join unnest(scenario_slices(s)) as u(slice_by, slice_value)
 ),
 
 summed as (

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from scenelake import delta_io, quality, views
-from scenelake.contracts import all_contracts
+from scenelake.contracts import all_contracts, scenario_attributes
 from scenelake.settings import Settings
 from scenelake.trino_client import connect, register_tables
 
 pytestmark = pytest.mark.integration
-ATTRIBUTES = ("source", "environment", "lighting", "motion", "occlusion", "crowd", "device_model", "sensor", "region")
+ATTRIBUTES = scenario_attributes()
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +48,9 @@ def tables(spark, lake: Settings) -> dict[str, pd.DataFrame]:  # type: ignore[no
     out = {}
     for name in names:
         df = delta_io.read_table(spark, lake, name)
-        # toPandas cannot carry maps and arrays through Arrow; the tests need neither but the tags.
+        # toPandas cannot carry maps and arrays through Arrow; the tests need neither.
         keep = [f.name for f in df.schema.fields if f.dataType.typeName() not in ("map", "array")]
-        frame = df.select(*keep).toPandas()
-        if name == "silver.captures":
-            tags = {r.capture_id: dict(r.tags or {}) for r in df.select("capture_id", "tags").collect()}
-            frame["occlusion"] = [tags[c].get("occlusion") for c in frame["capture_id"]]
-            frame["crowd"] = [tags[c].get("crowd") for c in frame["capture_id"]]
-        out[name] = frame
+        out[name] = df.select(*keep).toPandas()
     return out
 
 

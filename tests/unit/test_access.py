@@ -54,7 +54,7 @@ def test_rules_follow_the_pii_flags_with_the_first_matching_rule() -> None:
     assert ml["privileges"] == ["SELECT"] and "device_serial" not in {c["name"] for c in ml["columns"]}
     assert table_rule(rules, "ml_engineer", "ops", "quarantine")["columns"] == [
         {"name": "payload", "mask": "CAST(NULL AS varchar)", "mask_environment": {"user": "pipeline"}}]
-    # Unknown fields are raw records: ML engineers read NULL, analysts nothing; declared tags are kept.
+    # Unknown fields and undeclared tags are raw records: ML engineers read NULL, analysts nothing.
     assert table_rule(rules, "analyst", "silver", "predictions")["columns"] == [{"name": "extra", "allow": False}]
     assert [c["name"] for c in table_rule(rules, "ml_engineer", "silver", "captures")["columns"]] == ["tags", "extra"]
     assert "OWNERSHIP" in table_rule(rules, "pipeline", "bronze", "captures")["privileges"]
@@ -131,7 +131,9 @@ def test_a_raw_map_with_safe_keys_keeps_only_those_keys() -> None:
     assert access.mask_expression("extra", "map(varchar, varchar)", "raw", "delta") == (
         "CAST(NULL AS map(varchar, varchar))")
     captures = all_contracts()["silver.captures"]
-    assert access.column_access(access.ROLES["analyst"], captures, "tags") == access.MASK
+    # The scenario tags are columns now (`scenario: true`): what is left in `tags` nobody declared.
+    assert access.column_access(access.ROLES["analyst"], captures, "tags") == access.DENY
+    assert access.column_access(access.ROLES["analyst"], captures, "occlusion") == access.ALLOW
     assert access.column_access(access.ROLES["analyst"], captures, "extra") == access.DENY
 
 
@@ -142,7 +144,7 @@ def test_the_matrix_lists_hidden_tables_maps_and_the_key_table() -> None:
     assert rows[("analyst", "gold.detection_metrics$*", "*")] == ("denied", "hidden tables not listed")
     assert rows[("ml_engineer", "ops.mask_keys$*", "*")] == ("denied", "the masking key")
     assert rows[("pipeline", "ops.mask_keys$*", "*")] == ("allowed", "")
-    assert rows[("analyst", "silver.captures", "tags")] == ("masked", "only keys occlusion, crowd")
+    assert rows[("analyst", "silver.captures", "tags")] == ("denied", "")
     assert rows[("analyst", "silver.captures", "extra")] == ("denied", "")
     assert rows[("ml_engineer", "silver.annotations", "extra")] == ("masked", "NULL")
     assert rows[("analyst", "silver.subjects", "subject_id")] == ("masked", "keyed hash")

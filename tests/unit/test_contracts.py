@@ -167,4 +167,22 @@ def test_maps_of_unknown_fields_are_raw_pii() -> None:
     assert {name for name, _ in maps} >= {"silver.captures", "silver.annotations", "silver.predictions"}
     assert all(c.pii == "raw" for _, c in maps), [(n, c.name) for n, c in maps if c.pii != "raw"]
     tags = all_contracts()["silver.captures"].column("tags")
-    assert tags.safe_keys == ("occlusion", "crowd")  # the scenario tags the curated views read
+    assert tags.safe_keys == ()  # the scenario tags the views read are columns; what is left is undeclared
+
+
+def test_scenario_attributes_are_flagged_primitive_non_pii_columns_of_the_captures(tmp_path: Path) -> None:
+    assert contracts.scenario_attributes() == ("source", "device_model", "sensor", "region", "environment",
+                                               "lighting", "motion", "occlusion", "crowd")
+    captures = all_contracts()["silver.captures"]
+    assert not captures.column("capture_id").scenario and not captures.column("tags").scenario
+    for bad, message in (
+            ("  - {name: k, type: 'map<string,string>', nullable: true, scenario: true, description: t}\n",
+             "must be of a primitive type and not PII"),
+            ("  - {name: k, type: string, nullable: true, pii: device, scenario: true, description: t}\n",
+             "must be of a primitive type and not PII"),
+            ("  - {name: k, type: string, nullable: true, scenario: yes please, description: t}\n",
+             "expected true or false"),
+            ("  - {name: k, type: string, nullable: true, scenario: true, description: t}\n",
+             "scenario attributes are columns of silver.captures")):
+        with pytest.raises(ContractError, match=message):
+            contracts.load_contract_file(_pii_contract(tmp_path, bad))

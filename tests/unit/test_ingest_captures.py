@@ -29,7 +29,7 @@ def manifest(capture_id: str, /, **changes: object) -> str:
         "resolution": {"width": 1920, "height": 1080}, "fps": 30.0,
         "started_at": "2026-11-01T08:00:00Z", "duration_s": 60.5, "region": "eu-west",
         "scenario": {"environment": "indoor", "lighting": "dim", "motion": "static",
-                     "occlusion": "heavy"},
+                     "occlusion": "heavy", "weather": "rain"},
         "subjects": GRANTED,
     }
     record.update(changes)
@@ -56,7 +56,7 @@ def test_split_lines_numbers_lines_from_one_and_skips_blank_ones(spark) -> None:
 def test_parse_captures_types_every_field_keeps_unknown_fields_and_summarises_consent(spark) -> None:  # type: ignore[no-untyped-def]
     lines = [
         manifest("cap-1"),
-        manifest("cap-2", scenario={"environment": "outdoor", "lighting": "dark", "motion": "running"},
+        manifest("cap-2", scenario={"environment": "outdoor", "lighting": "dark", "motion": "running", "crowd": "3"},
                  firmware="7.1.2", retries=2, location={"lat": 1.5},
                  subjects=[{"subject_id": "subj-1", "consent": "granted"},
                            {"subject_id": "subj-3", "consent": "withdrawn"}]),
@@ -76,18 +76,20 @@ def test_parse_captures_types_every_field_keeps_unknown_fields_and_summarises_co
                           T.StructField("rule", T.StringType())])
     common = ("PixelCam 4", "SN1", "rgb", 1920, 1080, 30.0, T0, 60.5, "eu-west")
     granted = [("subj-1", "granted"), ("subj-2", "granted")]
+    # Scenario tags the contract has columns for are promoted (occlusion, crowd); the others stay in tags.
     expected = spark.createDataFrame([
-        ("cap-1", "real", *common, "indoor", "dim", "static", {"occlusion": "heavy"}, "all_granted", None,
+        ("cap-1", "real", *common, "indoor", "dim", "static", "heavy", None, {"weather": "rain"}, "all_granted", None,
          "m.jsonl", 1, "b1", T0, lines[0], granted, None),
         # Unknown top-level fields are kept as the JSON text of their values.
-        ("cap-2", "real", *common, "outdoor", "dark", "running", None, "partial",
+        ("cap-2", "real", *common, "outdoor", "dark", "running", None, "3", None, "partial",
          {"firmware": '"7.1.2"', "retries": "2", "location": '{"lat":1.5}'},
          "m.jsonl", 2, "b1", T0, lines[1], [("subj-1", "granted"), ("subj-3", "withdrawn")], None),
-        ("cap-3", "simulated", "SimRender 1", None, *common[2:], "indoor", "dim", "static", {"occlusion": "heavy"},
+        ("cap-3", "simulated", "SimRender 1", None, *common[2:], "indoor", "dim", "static", "heavy", None,
+         {"weather": "rain"},
          "no_subjects", None, "m.jsonl", 3, "b1", T0, lines[2], [], None),
-        ("cap-4", "real", *common, "indoor", "dim", "static", {"occlusion": "heavy"}, "unreported", None,
+        ("cap-4", "real", *common, "indoor", "dim", "static", "heavy", None, {"weather": "rain"}, "unreported", None,
          "m.jsonl", 4, "b1", T0, lines[3], None, None),
-        ("cap-5", "real", *common, "indoor", "dim", "static", {"occlusion": "heavy"}, "none_granted", None,
+        ("cap-5", "real", *common, "indoor", "dim", "static", "heavy", None, {"weather": "rain"}, "none_granted", None,
          "m.jsonl", 5, "b1", T0, lines[4], [("subj-4", "pending")], None),
     ], shape)
     assert_same_rows(got, expected)
@@ -159,6 +161,7 @@ def test_subject_rows_are_one_per_subject_of_each_capture(spark) -> None:  # typ
         ("cap-4", None, "m.jsonl", 3, "b1"),
     ], "capture_id string, subjects array<struct<subject_id:string,consent:string>>, source_file string, "
        "line_number long, batch_id string")
+    # Scenario tags the contract has columns for are promoted (occlusion, crowd); the others stay in tags.
     expected = spark.createDataFrame([
         ("cap-1", "subj-1", "granted", "m.jsonl", 1, "b1"), ("cap-1", "subj-2", "withdrawn", "m.jsonl", 1, "b1"),
         ("cap-2", "subj-1", "pending", "n.jsonl", 4, "b2"),

@@ -66,7 +66,7 @@ def test_slice_query_regroups_by_any_attributes() -> None:
 def test_lineage_reaches_table_columns_through_views() -> None:
     evaluation = views.lineage("gold.detection_evaluation")
     assert evaluation["lighting"] == ["silver.captures.lighting"]
-    assert evaluation["occlusion"] == ["silver.captures.tags"]
+    assert evaluation["occlusion"] == ["silver.captures.occlusion"]
     assert evaluation["model_version"] == ["silver.model_runs.model_version"]
     sliced = views.lineage("gold.detection_slice_metrics", "num_captures")
     assert sliced == {"num_captures": ["gold.detection_matches.capture_id"]}
@@ -82,12 +82,12 @@ def test_lineage_of_the_curated_views() -> None:
         "rank_in_model": ["gold.detection_metrics.ap", "silver.model_runs.model_name"]}
     coverage = views.lineage("gold.capture_coverage")
     assert coverage["hours"] == ["silver.captures.duration_s"]
-    assert coverage["occlusion"] == ["silver.captures.tags"]
+    assert coverage["occlusion"] == ["silver.captures.occlusion"]
     assert views.lineage("ops.data_health", "day") == {"day": ["ops.quarantine.batch_id"]}
 
 
 def test_no_view_column_reads_a_pii_column() -> None:
-    """No view reads a PII column, but a raw map's safe keys (`element_at(tags, 'occlusion')`)."""
+    """No view reads a PII column, but a raw map's safe keys (none is listed now that the scenario tags are columns)."""
     from sqlglot import exp
 
     from scenelake.contracts import all_contracts
@@ -95,7 +95,7 @@ def test_no_view_column_reads_a_pii_column() -> None:
     pii = {f"{name}.{c.name}" for name, table in all_contracts().items() for c in table.columns if c.pii}
     safe = {c.name: c.safe_keys for table in all_contracts().values() for c in table.columns if c.safe_keys}
     assert {"ops.quarantine.payload", "silver.subjects.subject_id", "silver.captures.tags"} <= pii
-    assert safe["tags"] == ("occlusion", "crowd")  # what the curated views slice by
+    assert "tags" not in safe  # the scenario tags the views slice by are columns (`scenario: true`)
     for view in views.all_views():
         for column, sources in views.lineage(view.name).items():
             unsafe = {s for s in pii & set(sources) if s.rsplit(".", 1)[1] not in safe}
@@ -114,3 +114,29 @@ def test_catalog_lists_every_table_and_view_with_pii_flags() -> None:
         assert f"## `{name}`" in page
     assert "| `device_serial` **PII (device)** |" in page
     assert "(readers: ml_engineer allowed, analyst masked) |" in page
+
+
+def test_the_scenario_macros_expand_to_the_contract_attributes() -> None:
+    from scenelake.contracts import scenario_attributes
+
+    names = scenario_attributes()
+    assert names == ("source", "device_model", "sensor", "region", "environment", "lighting", "motion", "occlusion",
+                     "crowd")
+    tree = views.parse("SELECT c.capture_id, scenario_columns(c), 1 AS n FROM silver.captures AS c "
+                       "CROSS JOIN UNNEST(scenario_slices(c)) AS s(slice_by, slice_value) GROUP BY scenario_columns(c)")
+    cols = ", ".join(f"c.{n}" for n in names)
+    labels = ", ".join(f"'{n}'" for n in names)
+    values = ", ".join(f"CAST(c.{n} AS VARCHAR)" for n in names)
+    assert tree.sql(dialect="trino") == (
+        f"SELECT c.capture_id, {cols}, 1 AS n FROM silver.captures AS c CROSS JOIN UNNEST(ARRAY['all', {labels}], "
+        f"ARRAY['all', {values}]) AS s(slice_by, slice_value) GROUP BY {cols}")
+    assert views.parse("SELECT scenario_columns() FROM silver.captures").sql(dialect="trino") == (
+        f"SELECT {', '.join(names)} FROM silver.captures")
+    for bad, message in (("SELECT 1 FROM t WHERE scenario_columns(c) = 1", "select list or a GROUP BY"),
+                         ("SELECT scenario_slices(c) FROM t", "one argument of an UNNEST"),
+                         ("SELECT scenario_columns(c.x) FROM t", "a table alias")):
+        with pytest.raises(views.ViewError, match=message):
+            views.parse(bad)
+    # No view file names an attribute: every one is a macro (the slice views and the coverage view).
+    for view in views.all_views():
+        assert "element_at(" not in view.sql.lower() or "tags" not in view.sql, view.name
