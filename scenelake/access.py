@@ -10,7 +10,7 @@ registration step, or `scenelake access rules`), with no other edit.
 Masks keep a value's identity without revealing it: an identifier (subject id, device serial) is
 replaced by a keyed hash (HMAC-SHA256, first 16 hex digits) so analysts can still count and join
 distinct subjects; a raw record (`raw`) becomes NULL, and a raw map with `safe_keys` in its contract
-(scenario tags) keeps only those keys. The key is not in the rules: Trino prints a mask's constants
+keeps only those keys. The key is not in the rules: Trino prints a mask's constants
 in EXPLAIN, so a key written into the expression would be readable by the very users it hides
 values from. It lives in the table `ops.mask_keys` (one random row, created by `ensure_key_table`
 when the server starts or by `scenelake access init` on a cluster), which only the writers may read;

@@ -17,7 +17,7 @@ def capture(capture_id: str, **changes: object) -> dict[str, object]:
     row: dict[str, object] = dict(
         capture_id=capture_id, source="real", device_model="PixelCam 4", device_serial="SN1",
         sensor="rgb", width=1920, height=1080, fps=30.0, started_at=T0, duration_s=60.0,
-        region="eu-west", environment="indoor", lighting="dim", motion="static", tags=None,
+        region="eu-west", environment="indoor", lighting="dim", motion="static", occlusion="none", crowd="1", tags=None,
         consent_state="all_granted", extra=None, source_file="m.jsonl", line_number=1, batch_id="b1")
     row.update(changes)
     return row
