@@ -137,7 +137,7 @@ def exact_replicates(run: comparison.RunRecords, weights: np.ndarray) -> np.ndar
         per_detection = w[cls.capture].astype(np.float64)[:, None]
         tp = np.cumsum(per_detection * cls.tp, axis=0).T
         fp = np.cumsum(per_detection * cls.fp, axis=0).T
-        out.append(float(np.mean(comparison.interpolated_ap(tp, fp, float(w @ cls.npig)))))
+        out.append(float(np.mean(coco_eval.interpolated_ap(tp, fp, float(w @ cls.npig)))))
     return np.array(out)
 
 

@@ -9,7 +9,9 @@ Two steps, the same split as the reference evaluator:
   bit t stands for IoU threshold IOU_THRESHOLDS[t] (.50, .55, ... .95).
 * `accumulate` turns the match records of one class (of one model run, or of any slice of its
   frames) into the 101-point interpolated precision and the recall at each threshold, area
-  range and maxDets; `summarize` averages those into the 12 standard numbers.
+  range and maxDets; `summarize` averages those into the 12 standard numbers. The 101-point
+  interpolation is `interpolated_ap`, batched over any leading axes (IoU thresholds here, bootstrap
+  replicates in scenelake.comparison): the only Python form of it (the SQL form is the slice view).
 
 Semantics reproduced exactly (and tested against pycocotools on random data): detections are
 ranked by score with a stable sort (ties keep file order) and cut at 100 per frame and class;
@@ -202,28 +204,52 @@ def accumulate(dets: pd.DataFrame, npig: Mapping[str, int]) -> pd.DataFrame:
         ig_bits = ranked[f"ig_{area}"].to_numpy(np.int64)
         for max_det in MAX_DETS:
             keep = rank < max_det
-            tp_b, ig_b = tp_bits[keep], ig_bits[keep]
-            for t in range(len(IOU_THRESHOLDS)):
-                if n_pos == 0:
-                    rows.append((area, max_det, t, -1.0, -1.0))
-                    continue
-                tp = (tp_b >> t) & 1
-                ig = (ig_b >> t) & 1
-                precision, recall = _interpolated(np.cumsum(tp).astype(float),
-                                                  np.cumsum((1 - tp) & (1 - ig)).astype(float), n_pos)
-                rows.append((area, max_det, t, precision, recall))
+            if n_pos == 0:
+                rows += [(area, max_det, t, -1.0, -1.0) for t in range(len(IOU_THRESHOLDS))]
+                continue
+            shift = np.arange(len(IOU_THRESHOLDS))[:, None]
+            tp = (tp_bits[keep][None, :] >> shift) & 1  # [thresholds, detections]
+            fp = (1 - tp) & (1 - ((ig_bits[keep][None, :] >> shift) & 1))
+            tp_cum, fp_cum = np.cumsum(tp, axis=1), np.cumsum(fp, axis=1)
+            precision = interpolated_ap(tp_cum, fp_cum, float(n_pos))
+            recall = tp_cum[:, -1] / n_pos if tp_cum.shape[1] else np.zeros(len(IOU_THRESHOLDS))
+            rows += [(area, max_det, t, float(precision[t]), float(recall[t])) for t in range(len(IOU_THRESHOLDS))]
     return pd.DataFrame(rows, columns=["area", "max_dets", "iou_index", "precision", "recall"])
 
 
-def _interpolated(tp: np.ndarray, fp: np.ndarray, n_pos: int) -> tuple[float, float]:
-    if len(tp) == 0:
-        return 0.0, 0.0
-    rc = tp / n_pos
-    pr = tp / (fp + tp + EPS)
-    envelope = np.maximum.accumulate(pr[::-1])[::-1]
-    inds = np.searchsorted(rc, RECALL_THRESHOLDS, side="left")
-    q = np.where(inds < len(pr), envelope[np.minimum(inds, len(pr) - 1)], 0.0)
-    return float(q.mean()), float(rc[-1])
+def reached_thresholds(rc: np.ndarray) -> np.ndarray:
+    """How many of the 101 recall thresholds each recall in [0, 1] reaches: searchsorted(..., 'right'), faster.
+
+    The thresholds are j/100 to within an ulp, so 1 + floor(100 rc) is the count except within a
+    hair of a threshold; those few are looked up exactly.
+    """
+    rc = np.ascontiguousarray(rc)  # the flat indices below must address `out` in C order
+    scaled = rc * 100
+    floor = scaled.astype(np.int64)
+    out = floor + 1
+    frac = scaled - floor
+    near = np.flatnonzero((frac < 1e-9) | (frac > 1 - 1e-9))
+    if len(near):
+        out.reshape(-1)[near] = np.searchsorted(RECALL_THRESHOLDS, rc.reshape(-1)[near], side="right")
+    return out
+
+
+def interpolated_ap(tp_cum: np.ndarray, fp_cum: np.ndarray, npig: np.ndarray | float) -> np.ndarray:
+    """AP from cumulative counts [..., S] in ranking order and the positives (broadcast to [...]).
+
+    COCOeval.accumulate's 101-point interpolation: the precision envelope from the right, read
+    at the first point whose recall reaches each recall threshold (0 where none does). A point
+    serves the thresholds between the previous point's recall and its own, so no loop over
+    thresholds is needed. nan where npig is 0 (the class does not count, as pycocotools' -1).
+    """
+    positives = np.broadcast_to(np.asarray(npig, dtype=np.float64), tp_cum.shape[:-1])
+    tp = np.asarray(tp_cum, dtype=np.float64)
+    rc = tp / np.where(positives > 0, positives, np.inf)[..., None]
+    pr = tp / (np.asarray(fp_cum, dtype=np.float64) + tp + EPS)
+    envelope = np.flip(np.maximum.accumulate(np.flip(pr, axis=-1), axis=-1), axis=-1)
+    served = np.diff(reached_thresholds(rc), axis=-1, prepend=0)
+    ap = np.einsum("...s,...s->...", envelope, served) / len(RECALL_THRESHOLDS)
+    return np.where(positives > 0, ap, np.nan)
 
 
 def summarize(curves: pd.DataFrame) -> dict[str, float]:

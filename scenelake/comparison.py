@@ -54,6 +54,7 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from scenelake import coco_eval
+from scenelake.coco_eval import interpolated_ap
 from scenelake.contracts import scenario_attributes
 
 # The columns of silver.captures its contract flags `scenario: true`, in contract order.
@@ -165,41 +166,6 @@ def prepare(records: pd.DataFrame, captures: Sequence[str], tracking: pd.DataFra
         keep = t_cap >= 0
         counts[t_cap[keep]] = tracking.loc[keep, list(TRACKING_COUNTS)].to_numpy(np.float64)
     return RunRecords(classes, predictions, counts)
-
-
-def reached_thresholds(rc: np.ndarray) -> np.ndarray:
-    """How many of the 101 recall thresholds each recall in [0, 1] reaches: searchsorted(..., 'right'), faster.
-
-    The thresholds are j/100 to within an ulp, so 1 + floor(100 rc) is the count except within a
-    hair of a threshold; those few are looked up exactly.
-    """
-    rc = np.ascontiguousarray(rc)  # the flat indices below must address `out` in C order
-    scaled = rc * 100
-    floor = scaled.astype(np.int64)
-    out = floor + 1
-    frac = scaled - floor
-    near = np.flatnonzero((frac < 1e-9) | (frac > 1 - 1e-9))
-    if len(near):
-        out.reshape(-1)[near] = np.searchsorted(coco_eval.RECALL_THRESHOLDS, rc.reshape(-1)[near], side="right")
-    return out
-
-
-def interpolated_ap(tp_cum: np.ndarray, fp_cum: np.ndarray, npig: np.ndarray | float) -> np.ndarray:
-    """AP from cumulative counts [..., S] in ranking order and the positives (broadcast to [...]).
-
-    COCOeval.accumulate's 101-point interpolation: the precision envelope from the right, read
-    at the first point whose recall reaches each recall threshold (0 where none does). A point
-    serves the thresholds between the previous point's recall and its own, so no loop over
-    thresholds is needed. nan where npig is 0 (the class does not count, as pycocotools' -1).
-    """
-    positives = np.broadcast_to(np.asarray(npig, dtype=np.float64), tp_cum.shape[:-1])
-    tp = np.asarray(tp_cum, dtype=np.float64)
-    rc = tp / np.where(positives > 0, positives, np.inf)[..., None]
-    pr = tp / (np.asarray(fp_cum, dtype=np.float64) + tp + coco_eval.EPS)
-    envelope = np.flip(np.maximum.accumulate(np.flip(pr, axis=-1), axis=-1), axis=-1)
-    served = np.diff(reached_thresholds(rc), axis=-1, prepend=0)
-    ap = np.einsum("...s,...s->...", envelope, served) / len(coco_eval.RECALL_THRESHOLDS)
-    return np.where(positives > 0, ap, np.nan)
 
 
 def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:

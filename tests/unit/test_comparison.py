@@ -62,7 +62,7 @@ def test_reached_thresholds_is_searchsorted_right() -> None:
     edges = np.r_[coco_eval.RECALL_THRESHOLDS, np.nextafter(coco_eval.RECALL_THRESHOLDS, 2),
                   np.nextafter(coco_eval.RECALL_THRESHOLDS, -1)[1:], np.arange(0, 1001) / 1000, 29 / 100, 7 / 10]
     expected = np.searchsorted(coco_eval.RECALL_THRESHOLDS, edges, side="right")
-    assert comparison.reached_thresholds(edges).tolist() == expected.tolist()
+    assert coco_eval.reached_thresholds(edges).tolist() == expected.tolist()
 
 
 @pytest.mark.parametrize("seed", range(4))
