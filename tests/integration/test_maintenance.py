@@ -27,7 +27,8 @@ def prediction_rows(batch: int) -> list[tuple]:  # type: ignore[type-arg]
 
 def capture_row(i: int) -> tuple:  # type: ignore[type-arg]
     return (f"cap-{i}", "real", "PixelCam 4", None, "rgb", 1280, 720, 30.0, datetime(2026, 11, 1, tzinfo=UTC), 60.0,
-            "eu-west", "indoor", "bright", "static", None, None, None, "no_subjects", None, f"manifests/m{i}.jsonl", 1, "batch")
+            "eu-west", "indoor", "bright", "static", None, None, None, "no_subjects", None,
+            f"manifests/m{i}.jsonl", 1, "batch")
 
 
 @pytest.fixture(scope="module")
