@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 SCENELAKE := $(BIN)/scenelake
 CAPTURES ?= 24
 REPORT_DIR ?= reports
-# Test processes: each runs whole modules (and their shared lakes) with its own Spark and, when needed, Trino.
+# Test processes: each runs whole modules (and their shared lakes) with its own Spark and, when needed, Trino
+# (tests/conftest.py's scheduler; the longest modules first, in the order it sets).
 TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 .PHONY: help setup run test test-long test-all test-unit test-integration trino-up trino-down trino-status \
         lint clean submit report
@@ -31,13 +33,13 @@ run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeli
 	@echo "Stop Trino with: make trino-down"
 
 test: setup ## The suite CI runs: unit and integration tests against real Spark, Delta, Trino and GE
-	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not long"
+	@$(BIN)/pytest $(XDIST) -m "not long"
 
 test-long: setup ## The long end-to-end scenarios (crash safety, incremental = from scratch), tens of minutes
-	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m long
+	@$(BIN)/pytest $(XDIST) -m long
 
 test-all: setup ## Both of the above in one run
-	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	@$(BIN)/pytest $(XDIST)
 
 test-unit: setup ## Only the unit tests
 	@$(BIN)/pytest -m unit

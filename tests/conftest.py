@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,15 +30,37 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # Modules that share a session-scoped lake run in the same test process, so each lake is built once.
 SHARED_LAKES = {"test_conservation": "faulty_lake", "test_curated_views": "faulty_lake",
                 "test_evaluation_oracles": "oracle_lake", "test_oracle_import": "oracle_lake"}
+# The work units that take longest (measured with --durations) start first, so that the two test
+# processes finish together rather than one waiting for the other's last long module. Order only.
+LONGEST_FIRST = ("test_access_probe", "test_quality_gates", "faulty_lake", "test_evaluation_slices",
+                 "test_comparison", "oracle_lake", "test_ingest_captures_pipeline", "test_access_control")
 
 
-@pytest.hookimpl(tryfirst=True)
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under `make test`: its module, or the shared lake's name."""
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return SHARED_LAKES.get(module, module)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `pytest -n N --dist loadscope` (make test), a work unit goes whole to one process, so its
+    module fixtures and shared lake are built once. (xdist's own `loadgroup` marks tests by rewriting
+    their node ids, which pytest 9 no longer lets it do: it silently ran every module in pieces.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `pytest -n N --dist loadgroup` (make test), a module is the unit of work: its tests and
-    module fixtures stay in one process (before xdist reads the groups)."""
-    for item in items:
-        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-        item.add_marker(pytest.mark.xdist_group(SHARED_LAKES.get(module, module)))
+    """The longest work units first (with --no-loadscope-reorder, xdist keeps this order)."""
+    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
 
 
 def free_port() -> int:
