@@ -1,17 +1,20 @@
 """Slicing in Trino equals pycocotools on the slice's frames alone, on a generated lake.
 
-The whole pipeline (ingestion + evaluation) runs on a generated landing zone (the session's faulty
-lake, shared with the conservation and curated-view tests); the Trino views
+The whole pipeline (ingestion + evaluation) runs on a generated landing zone; the Trino views
 from sql/gold/ are deployed; every number is compared with pycocotools fed the same silver rows.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from scenelake import delta_io, views
+import jobs.pipeline as pipeline
+from scenelake import delta_io, ingest, views
 from scenelake.contracts import all_contracts
+from scenelake.generator import generate
 from scenelake.settings import Settings
 from scenelake.trino_client import query, register_tables
 from tests.coco_reference import pycocotools_stats
@@ -20,11 +23,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def lake(spark, faulty_lake, trino: Settings) -> Settings:  # type: ignore[no-untyped-def]
-    """The shared faulty lake (tests/conftest.py: ingested and evaluated once), its tables registered
-    and the views deployed. Its quarantined records are in no silver table, so neither the views nor
-    the pycocotools reference (fed the same silver rows) see them."""
-    lake, _ = faulty_lake
+def lake(spark, trino: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("slices")
+    lake = trino.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+    generate(Path(lake.landing_root), captures=16, seed=5, defect_rate=0.0)
+    pipeline.run(spark, lake, progress=ingest.silent)
     names = [n for n in all_contracts() if delta_io.table_exists(spark, lake, n)]
     register_tables(lake, [tuple(n.split(".")) for n in names])  # type: ignore[misc]
     deployed = views.deploy(lake)
