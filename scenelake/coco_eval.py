@@ -198,6 +198,7 @@ def accumulate(dets: pd.DataFrame, npig: Mapping[str, int]) -> pd.DataFrame:
     ranked = dets.iloc[order]
     rank = ranked["rank"].to_numpy()
     rows = []
+    shift = np.arange(len(IOU_THRESHOLDS))[:, None]  # bit t of the match masks is IoU threshold t
     for area in AREA_RANGES:
         n_pos = npig.get(area, 0)
         tp_bits = ranked[f"tp_{area}"].to_numpy(np.int64)
@@ -207,7 +208,6 @@ def accumulate(dets: pd.DataFrame, npig: Mapping[str, int]) -> pd.DataFrame:
             if n_pos == 0:
                 rows += [(area, max_det, t, -1.0, -1.0) for t in range(len(IOU_THRESHOLDS))]
                 continue
-            shift = np.arange(len(IOU_THRESHOLDS))[:, None]
             tp = (tp_bits[keep][None, :] >> shift) & 1  # [thresholds, detections]
             fp = (1 - tp) & (1 - ((ig_bits[keep][None, :] >> shift) & 1))
             tp_cum, fp_cum = np.cumsum(tp, axis=1), np.cumsum(fp, axis=1)

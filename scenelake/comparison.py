@@ -54,7 +54,6 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from scenelake import coco_eval
-from scenelake.coco_eval import interpolated_ap
 from scenelake.contracts import scenario_attributes
 
 # The columns of silver.captures its contract flags `scenario: true`, in contract order.
@@ -206,7 +205,7 @@ def detection_estimates(run: RunRecords, members: np.ndarray, weights: np.ndarra
         npig, tp50, fp50 = (rows @ v[members] for v in (cls.npig, cls.tp50, cls.fp50))
         picked = np.flatnonzero(local[cls.capture] >= 0)
         tp, fp = cls.tp[picked], cls.fp[picked]
-        exact.append(interpolated_ap(np.cumsum(tp, axis=0).T, np.cumsum(fp, axis=0).T, npig[0]))
+        exact.append(coco_eval.interpolated_ap(np.cumsum(tp, axis=0).T, np.cumsum(fp, axis=0).T, npig[0]))
         curve = _blocked_ap(local[cls.capture[picked]], tp, fp, rows, npig, blocks)
         per_class["ap"].append(_nanmean(curve, axis=1))
         per_class["ap50"].append(curve[:, 0])
@@ -240,7 +239,7 @@ def _blocked_ap(capture: np.ndarray, tp: np.ndarray, fp: np.ndarray, rows: np.nd
     counts = counts.reshape(2 * N_IOU, n_members, bins).transpose(1, 0, 2).reshape(n_members, -1)
     summed = rows.astype(np.float32) @ counts.astype(np.float32)
     cum = np.cumsum(summed.reshape(len(rows), 2 * N_IOU, bins), axis=-1, dtype=np.float64)
-    return interpolated_ap(cum[:, :N_IOU], cum[:, N_IOU:], npig[:, None])
+    return coco_eval.interpolated_ap(cum[:, :N_IOU], cum[:, N_IOU:], npig[:, None])
 
 
 def block_of(n: int, blocks: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 from scenelake import access, views
 from scenelake.contracts import Contract, all_contracts
 from scenelake.settings import LAYERS, Settings
-from scenelake.trino_client import connect, query, quote
+from scenelake.trino_client import query, quote
 from scenelake.trino_server import TrinoServer
 
 pytestmark = pytest.mark.integration
@@ -125,8 +125,7 @@ def access_lake(trino: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
                                                                  f"{catalog}.information_schema.tables")}
     for table in tables:
         if (table.layer, table.table) in registered:
-            select(lake, "pipeline", f"call {catalog}.system.unregister_table(schema_name => '{table.layer}', "
-                                     f"table_name => '{table.table}')")
+            unregister(lake, table)
         types = dict(table.trino_columns())
         values = ", ".join(f"CAST({literal(f.dataType, f'{table.name}.{f.name}', table.column(f.name).safe_keys)} "
                            f"AS {types[f.name]}) AS {quote(f.name)}" for f in table.spark_schema().fields)
@@ -134,15 +133,14 @@ def access_lake(trino: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         select(lake, "pipeline", f"create table {name_of(lake, table)} with (location = "
                                  f"'{lake.trino_location(table.layer, table.table)}') as select {values}")
     yield lake
-    conn = connect(lake)
-    try:
-        cur = conn.cursor()
-        for table in tables:
-            cur.execute(f"call {quote(lake.trino_catalog)}.system.unregister_table(schema_name => "
-                        f"'{table.layer}', table_name => '{table.table}')")
-            cur.fetchall()
-    finally:
-        conn.close()
+    for table in tables:
+        unregister(lake, table)
+
+
+def unregister(lake: Settings, table: Contract) -> None:
+    """Drop Trino's registration of `table`; its files stay."""
+    select(lake, "pipeline", f"call {quote(lake.trino_catalog)}.system.unregister_table(schema_name => "
+                             f"'{table.layer}', table_name => '{table.table}')")
 
 
 def test_every_user_table_and_column_behaves_as_declared(access_lake: Settings) -> None:
