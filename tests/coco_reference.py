@@ -85,7 +85,12 @@ def pycocotools_stats(gt: pd.DataFrame, dt: pd.DataFrame, images: list[int] | No
         kept = dt[dt["frame_index"].isin(image_ids)].sort_values("order")
         results = [{"image_id": int(r.frame_index), "category_id": int(r.category_id),
                     "bbox": [r.x, r.y, r.w, r.h], "score": r.score} for r in kept.itertuples()]
-        coco_dt = coco_gt.loadRes(results) if results else COCO()
+        if results:
+            coco_dt = coco_gt.loadRes(results)
+        else:  # a run with no detection on these images: pycocotools needs an empty result set, not none
+            coco_dt = COCO()
+            coco_dt.dataset = {**coco_gt.dataset, "annotations": []}
+            coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, "bbox")
         evaluator.params.imgIds = image_ids
         evaluator.evaluate()

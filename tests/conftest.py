@@ -29,11 +29,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 # Modules that share a session-scoped lake run in the same test process, so each lake is built once.
 SHARED_LAKES = {"test_conservation": "faulty_lake", "test_curated_views": "faulty_lake",
+                "test_evaluation_slices": "faulty_lake",
                 "test_evaluation_oracles": "oracle_lake", "test_oracle_import": "oracle_lake"}
 # The work units that take longest (measured with --durations) start first, so that the two test
 # processes finish together rather than one waiting for the other's last long module. Order only.
-LONGEST_FIRST = ("test_access_probe", "test_quality_gates", "faulty_lake", "test_evaluation_slices",
-                 "test_comparison", "oracle_lake", "test_ingest_captures_pipeline", "test_access_control")
+LONGEST_FIRST = ("test_quality_gates", "faulty_lake", "test_access_probe", "test_ingest_captures_pipeline",
+                 "test_comparison", "oracle_lake", "test_compare", "test_access_control")
 
 
 def work_unit(nodeid: str) -> str:

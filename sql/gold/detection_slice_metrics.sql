@@ -5,6 +5,7 @@
 -- detections per frame and class); recall50 and precision50 are the recall and precision at IoU .50 over
 -- all detections. Each is the mean over the classes that have ground truth in the slice. Other groupings
 -- (pairs, any combination): `scenelake slice --by lighting,motion` runs this query grouped your way.
+-- A capture without a value for an attribute (or without a silver.captures row) is in the NULL slice.
 WITH records AS (
   -- Each record once per slice it belongs to (every scenario attribute, and 'all'): one scan of the base.
   SELECT s.slice_by, s.slice_value, e.*

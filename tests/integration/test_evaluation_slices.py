@@ -1,20 +1,17 @@
 """Slicing in Trino equals pycocotools on the slice's frames alone, on a generated lake.
 
-The whole pipeline (ingestion + evaluation) runs on a generated landing zone; the Trino views
+The whole pipeline (ingestion + evaluation) runs on a generated landing zone (the session's faulty
+lake, shared with the conservation and curated-view tests); the Trino views
 from sql/gold/ are deployed; every number is compared with pycocotools fed the same silver rows.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-import jobs.pipeline as pipeline
-from scenelake import delta_io, ingest, views
+from scenelake import delta_io, views
 from scenelake.contracts import all_contracts
-from scenelake.generator import generate
 from scenelake.settings import Settings
 from scenelake.trino_client import query, register_tables
 from tests.coco_reference import pycocotools_stats
@@ -23,11 +20,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def lake(spark, trino: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
-    root = tmp_path_factory.mktemp("slices")
-    lake = trino.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
-    generate(Path(lake.landing_root), captures=16, seed=5, defect_rate=0.0)
-    pipeline.run(spark, lake, progress=ingest.silent)
+def lake(spark, faulty_lake, trino: Settings) -> Settings:  # type: ignore[no-untyped-def]
+    """The shared faulty lake (tests/conftest.py: ingested and evaluated once), its tables registered
+    and the views deployed. Its quarantined records are in no silver table, so neither the views nor
+    the pycocotools reference (fed the same silver rows) see them."""
+    lake, _ = faulty_lake
     names = [n for n in all_contracts() if delta_io.table_exists(spark, lake, n)]
     register_tables(lake, [tuple(n.split(".")) for n in names])  # type: ignore[misc]
     deployed = views.deploy(lake)
@@ -69,6 +66,16 @@ def reference(silver: dict[str, pd.DataFrame], run_id: str, captures: set[str] |
     return pycocotools_stats(coco(silver["gt"]), coco(dt), images=sorted(image.values()))
 
 
+def with_values(silver: dict[str, pd.DataFrame], run_id: str, *attributes: str) -> pd.DataFrame:
+    """The run's captures with their scenario values: None where silver.captures has no value (a
+    capture whose manifest line was quarantined has no row at all), as the views' NULL slice."""
+    captures = silver["captures"].set_index("capture_id")
+    ids = sorted(set(silver["dt"][silver["dt"]["run_id"] == run_id]["capture_id"]))
+    values = {a: [None if c not in captures.index or pd.isna(captures.at[c, a]) else captures.at[c, a] for c in ids]
+              for a in attributes}
+    return pd.DataFrame({"capture_id": ids, **values})
+
+
 def slice_rows(lake: Settings, where: str) -> dict[tuple[str, str], list[float]]:
     rows = query(lake, "select run_id, slice_value, ap, ap50, ar100 from delta.gold.detection_slice_metrics "
                        f"where {where}")
@@ -88,19 +95,28 @@ def test_the_whole_run_slice_equals_the_metrics_table_and_pycocotools(lake, silv
 
 def test_each_lighting_slice_equals_pycocotools_on_its_frames(lake, silver) -> None:  # type: ignore[no-untyped-def]
     sliced = slice_rows(lake, "slice_by = 'lighting'")
-    captures = silver["captures"]
     assert len(sliced) >= 6
     for (run_id, lighting), numbers in sliced.items():
-        ref = reference(silver, run_id, set(captures[captures["lighting"] == lighting]["capture_id"]))
+        captures = with_values(silver, run_id, "lighting")
+        ref = reference(silver, run_id, {c for c, v in zip(captures["capture_id"], captures["lighting"], strict=True)
+                                         if v == lighting})
         assert numbers == pytest.approx([ref[0], ref[1], ref[8]], abs=1e-9), (run_id, lighting)
+    # The NULL slice included, a run's lighting slices hold every one of its records once.
+    counts = query(lake, "select run_id, slice_by, sum(num_ground_truth), sum(num_predictions) "
+                         "from delta.gold.detection_slice_metrics where slice_by in ('all', 'lighting') group by 1, 2")
+    totals = {(r[0], r[1]): r[2:] for r in counts}
+    for run_id in {r for r, _ in sliced}:
+        assert totals[(run_id, "lighting")] == totals[(run_id, "all")]
 
 
 def test_any_grouping_through_the_slice_query(lake, silver) -> None:  # type: ignore[no-untyped-def]
     rows = query(lake, views.slice_query(["lighting", "motion"], ["person-v2"]))
-    captures = silver["captures"]
+    captures = with_values(silver, "person-v2", "lighting", "motion")
     assert rows and {r[1] for r in rows} == {"lighting,motion"}
     for row in rows:
-        lighting, motion = row[2].split(",")
-        chosen = captures[(captures["lighting"] == lighting) & (captures["motion"] == motion)]
-        ref = reference(silver, "person-v2", set(chosen["capture_id"]))
+        # A capture without a value shows as 'null' in a combined slice value.
+        label = [",".join("null" if v is None else str(v) for v in pair)
+                 for pair in zip(captures["lighting"], captures["motion"], strict=True)]
+        chosen = {c for c, value in zip(captures["capture_id"], label, strict=True) if value == row[2]}
+        ref = reference(silver, "person-v2", chosen)
         assert [row[3], row[4]] == pytest.approx([ref[0], ref[1]], abs=1e-9), row[2]
