@@ -160,8 +160,10 @@ def redelivered_rows(copies: DataFrame, batch_id: str) -> DataFrame:
 # --- I/O ------------------------------------------------------------------------------
 def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
                    progress: ingest.Progress) -> tuple[list[str], int]:
-    coco = ingest.read_files(spark, settings, "annotations/coco", "*.json").withColumn("format", F.lit("coco"))
-    mot = ingest.read_files(spark, settings, "annotations/mot", "gt.txt").withColumn("format", F.lit("mot"))
+    coco = ingest.read_files(spark, settings, "annotations/coco", "*.json", bronze=BRONZE).withColumn(
+        "format", F.lit("coco"))
+    mot = ingest.read_files(spark, settings, "annotations/mot", "gt.txt", bronze=BRONZE).withColumn(
+        "format", F.lit("mot"))
     files = ingest.unseen(spark, settings, coco.unionByName(mot), BRONZE).cache()
     names = sorted(r.source_file for r in files.select("source_file").collect())
     progress(f"[ingest_annotations] {len(names)} new export file(s) under {settings.landing_root}/annotations")
@@ -173,7 +175,8 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
                       .otherwise(ingest.lines(F.col("value")))).alias("r"),
             ingest.path_meta(F.col("source_file")).alias("import_meta"))
         bronze = ingest.to_bronze(records.select("source_file", "source_sha256", "format", "r.section",
-                                                 "r.record_no", "r.payload", "import_meta"), batch_id).cache()
+                                                 "r.record_no", "r.payload", "import_meta"), batch_id,
+                                  files).cache()
         added = bronze.count()
         delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=f"batch={batch_id}")
         bronze.unpersist()
@@ -232,12 +235,15 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     def earlier(parse):  # type: ignore[no-untyped-def]
         return lambda files: parse(step.catalog.where(F.col("source_file").isin(files)))
 
+    # silver.annotations is Z-ordered by capture, and an annotation id starts with its capture id
+    # (coco_annotations, mot_annotations): the look-up of earlier winners reads the increment's captures.
     frames, bad_frames = ingest.reconcile(spark, settings, FRAMES, candidate_frames(records),
                                           ["capture_id", "frame_index"], contract(FRAMES).column_names,
                                           earlier(candidate_frames), step.full)
     annotations, bad_annotations = ingest.reconcile(spark, settings, ANNOTATIONS, candidate_annotations(records),
                                                     ["annotation_id"], contract(ANNOTATIONS).column_names,
-                                                    earlier(candidate_annotations), step.full)
+                                                    earlier(candidate_annotations), step.full,
+                                                    narrow=("capture_id",))
     rejected = (ingest.quarantine_rows(bad_frames, FRAMES, batch_id)
                 .unionByName(ingest.quarantine_rows(bad_annotations, ANNOTATIONS, batch_id))
                 .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))

@@ -169,7 +169,7 @@ def split_captures(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 # --- I/O ------------------------------------------------------------------------------
 def read_new_files(spark: SparkSession, settings: Settings) -> DataFrame:
-    files = ingest.read_files(spark, settings, MANIFEST_DIR, "*.jsonl")
+    files = ingest.read_files(spark, settings, MANIFEST_DIR, "*.jsonl", bronze=BRONZE)
     return ingest.unseen(spark, settings, files, BRONZE)
 
 
@@ -186,7 +186,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     progress(f"[ingest_captures] {len(new_files)} new manifest file(s) in {settings.landing_root}")
     added = 0
     if new_files:
-        lines = ingest.to_bronze(split_lines(files), batch_id)
+        lines = ingest.to_bronze(split_lines(files), batch_id, files)
         added = lines.count()
         delta_io.append(spark, settings, BRONZE, lines, commit_metadata=f"batch={batch_id}")
         progress(f"[ingest_captures] bronze.captures += {added} lines (batch {batch_id})")

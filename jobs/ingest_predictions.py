@@ -164,11 +164,14 @@ def model_runs(run_files: DataFrame) -> DataFrame:
 # --- I/O ------------------------------------------------------------------------------
 def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
                    progress: ingest.Progress) -> tuple[list[str], int]:
-    texts = [ingest.read_files(spark, settings, "predictions", f"*{ext}").withColumn("format", F.lit(fmt))
-             for ext, fmt in FORMATS.items()]
-    files = texts[0].unionByName(texts[1]).unionByName(texts[2])
-    files = files.where(~F.col("source_file").endswith("/run.json"))
-    parquet = ingest.read_files(spark, settings, "predictions", "*.parquet", binary=True).withColumn(
+    # One listing for every text format (a brace glob), the format from each file's extension.
+    extensions = ",".join(ext.lstrip(".") for ext in FORMATS)
+    files = ingest.read_files(spark, settings, "predictions", f"*.{{{extensions}}}", bronze=BRONZE)
+    fmt = F.lit(None).cast("string")
+    for ext, name in FORMATS.items():
+        fmt = F.when(F.col("source_file").endswith(ext), F.lit(name)).otherwise(fmt)
+    files = files.withColumn("format", fmt).where(~F.col("source_file").endswith("/run.json"))
+    parquet = ingest.read_files(spark, settings, "predictions", "*.parquet", binary=True, bronze=BRONZE).withColumn(
         "format", F.lit("parquet"))
     files = ingest.unseen(spark, settings, files.unionByName(parquet), BRONZE).cache()
     names = sorted(r.source_file for r in files.select("source_file").collect())
@@ -184,7 +187,7 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
         parquet_records = _parquet_records(spark, settings, files.where(F.col("format") == "parquet"))
         records = text_records.unionByName(parquet_records).withColumn(
             "import_meta", ingest.path_meta(F.col("source_file")))
-        bronze = ingest.to_bronze(records.drop("section"), batch_id).cache()
+        bronze = ingest.to_bronze(records.drop("section"), batch_id, files).cache()
         added = bronze.count()
         delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=f"batch={batch_id}")
         bronze.unpersist()

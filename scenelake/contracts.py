@@ -124,6 +124,15 @@ class Contract:
         return [c.name for c in self.columns
                 if not c.pii and c.type in STATS_TYPES and c.name not in self.partition_by]
 
+    @property
+    def lookup_columns(self) -> tuple[str, ...]:
+        """Key columns the table's files are laid out by (its partition columns and its first Z-order
+        column): a look-up of given keys that also filters on their values there reads only the files
+        that can hold them. (A later Z-order column, such as a frame index, would only lengthen the
+        filter: few files hold one capture.)"""
+        laid_out = (*self.partition_by, *self.zorder_by[:1])
+        return tuple(c for c in laid_out if c in self.primary_key)
+
     def trino_columns(self) -> list[tuple[str, str]]:
         return [(c.name, trino_type(c.type)) for c in self.columns]
 

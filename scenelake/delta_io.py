@@ -259,6 +259,9 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
     Rows whose every column already equals the target's are not rewritten. With
     `delete_missing`, `df` is the whole table: target rows whose key it lacks are deleted. With
     `delete` (the key columns of rows to remove), those rows are deleted in the same commit.
+    Otherwise the match also requires the target's `lookup_columns` (key columns the table is
+    partitioned or Z-ordered by) to hold one of the source's values, so Delta reads and rewrites
+    only the files those values can be in: a batch of one run costs that run, not the table.
     """
     table = contract(name)
     source = _conformed(df, table)
@@ -278,10 +281,16 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
             if col.name not in table.primary_key:
                 gone = gone.withColumn(col.name, F.lit(None).cast(spark_type(col.type)))
         source = source.unionByName(gone.select(*table.column_names).withColumn("_delete", F.lit(True)))
+    condition = F.expr(key)
+    if not delete_missing:
+        for column in table.lookup_columns:
+            found = [r[0] for r in source.select(column).distinct().collect() if r[0] is not None]
+            # A null key matches nothing: with no value at all, every source row is an insert.
+            condition = condition & (F.col(f"t.`{column}`").isin(*found) if found else F.lit(False))
     values: dict[str, str | SparkColumn] = {f"`{c}`": f"s.`{c}`" for c in table.column_names}
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", commit_metadata or "")
     try:
-        builder = DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), key)
+        builder = DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), condition)
         if delete is not None:
             builder = builder.whenMatchedDelete(condition="s.`_delete`")
         builder = (builder.whenMatchedUpdate(condition=f"{upsert} and ({changed})" if changed else upsert,

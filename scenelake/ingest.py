@@ -49,33 +49,67 @@ def path_meta(relative_path: Column) -> Column:
         F.regexp_extract(s, "^[^=]*=(.*)$", 1).alias("value"))))
 
 
+FILE_META = "source_file string, value string, source_size long, source_modified_at timestamp"
+
+
 def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
-               binary: bool = False) -> DataFrame:
-    """Landed files under landing/<subdir> (recursively) as (source_file, content).
+               binary: bool = False, bronze: str | None = None) -> DataFrame:
+    """Landed files under landing/<subdir> (recursively) as (source_file, value=content,
+    source_size, source_modified_at).
 
     `source_file` is relative to the landing root. A missing folder is no files, not an error.
+    With `bronze`, files whose path, size and modification time that bronze table already holds
+    are left out before any content is read: the folder is listed (no bytes read), and only new
+    or changed files are read, so a run costs what landed since, not the landing zone. A file
+    touched without a change is read again and then skipped by its digest (`unseen`).
     """
     folder = f"{settings.landing_root.rstrip('/')}/{subdir}"
     jvm_path = spark._jvm.org.apache.hadoop.fs.Path(folder)  # type: ignore[union-attr]
     if not jvm_path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(jvm_path):  # type: ignore[union-attr]
-        return spark.createDataFrame([], "source_file string, value string")
-    reader = spark.read.option("pathGlobFilter", glob).option("recursiveFileLookup", "true")
+        return spark.createDataFrame([], FILE_META)
     try:
-        if binary:
-            raw = reader.format("binaryFile").load(folder).select(
-                F.col("path"), F.col("content").cast("string").alias("value"))
-        else:
-            raw = reader.text(folder, wholetext=True).select(
-                F.col("_metadata.file_path").alias("path"), "value")
+        # binaryFile reads a file's bytes only when `content` is selected: this is a listing.
+        listing = (spark.read.format("binaryFile").option("pathGlobFilter", glob)
+                   .option("recursiveFileLookup", "true").load(folder)
+                   .select("path", "_metadata.file_path", F.col("length").alias("source_size"),
+                           F.col("modificationTime").alias("source_modified_at")))
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" not in str(exc):
             raise
-        return spark.createDataFrame([], "source_file string, value string")
+        return spark.createDataFrame([], FILE_META)
+    # A text file is named by its URI as the text reader gives it (`_metadata.file_path`, percent-encoded:
+    # `a%20b.jsonl`), a binary one by its path (`a b.parquet`), as bronze has always named them.
+    name = F.col("path") if binary else F.col("file_path")
+    listing = listing.withColumn("source_file", _relative(settings, name))
+    if bronze is not None and delta_io.table_exists(spark, settings, bronze):
+        held = delta_io.read_table(spark, settings, bronze)
+        if "source_modified_at" in held.columns:  # a table from before these columns: every file is read
+            known = ["source_file", "source_size", "source_modified_at"]
+            listing = listing.join(held.select(*known).distinct(), known, "left_anti")
+    found = listing.collect()
+    if not found:
+        return spark.createDataFrame([], FILE_META)
+    paths = [_literal_path(r.path) for r in found]
+    if binary:
+        raw = spark.read.format("binaryFile").load(paths).select(
+            F.col("path"), F.col("content").cast("string").alias("value"))
+    else:
+        raw = spark.read.text(paths, wholetext=True).select(F.col("_metadata.file_path").alias("path"), "value")
+    meta = spark.createDataFrame([(r.source_file, r.source_size, r.source_modified_at) for r in found],
+                                 "source_file string, source_size long, source_modified_at timestamp")
+    return raw.select(_relative(settings, F.col("path")).alias("source_file"), "value").join(
+        F.broadcast(meta), "source_file")
+
+
+def _relative(settings: Settings, path: Column) -> Column:
+    """A file's URI (file:/..., s3a://bucket/...) as a path relative to the landing root."""
     root = settings.landing_root.rstrip("/").split("://")[-1]
-    return raw.select(
-        F.regexp_replace(F.regexp_replace("path", "^[a-z0-9]+:", ""), "^/*" + re.escape(root.lstrip("/")) + "/",
-                         "").alias("source_file"),
-        "value")
+    return F.regexp_replace(F.regexp_replace(path, "^[a-z0-9]+:", ""), "^/*" + re.escape(root.lstrip("/")) + "/", "")
+
+
+def _literal_path(uri: str) -> str:
+    """A listed file's URI as a path Spark will not expand as a glob (a name may hold [ ] { } * ?)."""
+    return re.sub(r"([\\\[\]{}*?])", r"\\\1", uri)
 
 
 def unseen(spark: SparkSession, settings: Settings, files: DataFrame, bronze: str) -> DataFrame:
@@ -121,8 +155,11 @@ def json_document_records(text):  # type: ignore[no-untyped-def]
     return out
 
 
-def to_bronze(records: DataFrame, batch_id: str) -> DataFrame:
-    return (records.withColumn("batch_id", F.lit(batch_id))
+def to_bronze(records: DataFrame, batch_id: str, files: DataFrame) -> DataFrame:
+    """Records as bronze rows of batch `batch_id`, with their file's size and modification time
+    (from `files`, as `read_files` gives them) for the next run's listing."""
+    sizes = files.select("source_file", "source_size", "source_modified_at")
+    return (records.join(F.broadcast(sizes), "source_file", "left").withColumn("batch_id", F.lit(batch_id))
             .withColumn("loaded_at", F.lit(datetime.now(UTC)).cast("timestamp")))
 
 
@@ -179,7 +216,7 @@ def increment(spark: SparkSession, settings: Settings, job: str, bronze: str, si
 
 def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: DataFrame, key: list[str],
               columns: list[str], reparse: Callable[[list[str]], DataFrame], full: bool,
-              ) -> tuple[DataFrame, DataFrame]:
+              narrow: tuple[str, ...] | None = None) -> tuple[DataFrame, DataFrame]:
     """Judge new candidate rows (with `rule`) against the silver table: the winners to merge (one
     per key, `columns` kept) and every rejected row (with its rule).
 
@@ -187,13 +224,23 @@ def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: 
     with the records that won each of their keys so far. Those are found through silver's
     `source_file`: `reparse(files)` parses those earlier files again (the same transforms), and
     their rows for the increment's keys join the competition, so an earlier winner that loses is
-    quarantined naming its successor, exactly as a rebuild would."""
+    quarantined naming its successor, exactly as a rebuild would.
+
+    `narrow` names silver columns whose value a row's key fixes (default: the contract's
+    `lookup_columns`, key columns the table is laid out by; or one the key is built from, such as
+    the capture of an annotation id): only silver rows with values the good candidates have there
+    can share a key with them, so the look-up reads those alone. On a partition or Z-order column,
+    Delta skips every other file: the look-up costs what the increment touches (its runs, its
+    captures), not the whole table."""
     good = candidates.where(F.col("rule").isNull()).drop("rule")
     pool = good
     if not full and delta_io.table_exists(spark, settings, silver):
         keys = good.select(*key).distinct()
-        files = sorted(r[0] for r in delta_io.read_table(spark, settings, silver)
-                       .join(keys, key, "left_semi").select("source_file").distinct().collect())
+        target = delta_io.read_table(spark, settings, silver)
+        for column in contracts.contract(silver).lookup_columns if narrow is None else narrow:
+            values = sorted(r[0] for r in good.select(column).distinct().collect() if r[0] is not None)
+            target = target.where(F.col(column).isin(*values)) if values else target.limit(0)
+        files = sorted(r[0] for r in target.join(keys, key, "left_semi").select("source_file").distinct().collect())
         if files:
             # Records already among the candidates (a file judged again in part) compete once.
             record: list[str] = [c for c in ("source_file", "section", "record_no") if c in candidates.columns]
@@ -326,12 +373,14 @@ def redelivered(records: DataFrame, scope: Column, catalog: DataFrame | None = N
     The original is the copy loaded first, then the first by name. A re-delivered file adds
     nothing: each of its records is a duplicate of the original's record with the same number.
     """
-    delivered = records if catalog is None else catalog
+    delivered = records
+    if catalog is not None:
+        # Only the files of `records` can be copies, and only catalog files with the same bytes can be
+        # their originals: the other bronze records are left out before anything is grouped.
+        shas = records.select("source_sha256").distinct()
+        delivered = catalog.join(F.broadcast(shas), "source_sha256", "left_semi")
     files = delivered.groupBy("source_file", "source_sha256", scope.alias("_scope")).agg(
         F.min("loaded_at").alias("_loaded_at"))
-    if catalog is not None:  # only the files of `records` can be copies; the catalog holds the originals
-        shas = records.select("source_sha256").distinct()
-        files = files.join(F.broadcast(shas), "source_sha256", "left_semi")
     order = Window.partitionBy("source_sha256", "_scope").orderBy("_loaded_at", "source_file")
     return (files.withColumn("original_file", F.first("source_file").over(order))
             .where(F.col("source_file") != F.col("original_file"))

@@ -100,3 +100,35 @@ def test_delta_accepts_the_statistics_columns_of_every_contract(spark, settings:
         delta_io.append(spark, lake, name, spark.createDataFrame([], table.spark_schema()))
         properties = spark.sql(f"describe detail delta.`{lake.table_path(table.layer, table.table)}`").first()
         assert properties["properties"][delta_io.STATS_PROPERTY] == ",".join(table.stats_columns), name  # type: ignore[index]
+
+
+def test_lookup_columns_are_the_key_columns_a_table_is_laid_out_by() -> None:
+    assert contract("silver.predictions").lookup_columns == ("run_id",)  # partitioned by run
+    assert contract("silver.frames").lookup_columns == ("capture_id",)  # Z-ordered by capture, then frame
+    assert contract("silver.subjects").lookup_columns == ("capture_id",)
+    assert contract("silver.annotations").lookup_columns == ()  # Z-ordered by capture, keyed by annotation id
+    assert contract("ops.quarantine").lookup_columns == ()
+
+
+def test_a_merge_narrowed_to_the_source_runs_reads_only_their_partition(spark, settings: Settings,  # type: ignore[no-untyped-def]
+                                                                        tmp_path: Path) -> None:
+    """silver.predictions is merged on (run_id, prediction_id) restricted to the batch's runs: run r1's
+    file is moved away during a merge of run r2 (any read of it would fail), and the rows come out
+    as an unrestricted upsert gives them."""
+    lake = settings.with_overrides(lake_root=str(tmp_path))
+    table = contract("silver.predictions")
+
+    def rows(*items: tuple[str, str, float]):  # type: ignore[no-untyped-def]
+        return spark.createDataFrame(
+            [(run, pid, "cap-1", 1, "person", 1, 1.0, 2.0, 3.0, 4.0, score, None, None, None, "f.jsonl", 1)
+             for run, pid, score in items], table.spark_schema())
+
+    delta_io.merge(spark, lake, "silver.predictions", rows(("r1", "p1", 0.1), ("r2", "p1", 0.2)))
+    (r1_file,) = (tmp_path / "silver" / "predictions" / "run_id=r1").glob("*.parquet")
+    aside = tmp_path / "aside.parquet"
+    r1_file.rename(aside)
+    delta_io.merge(spark, lake, "silver.predictions", rows(("r2", "p1", 0.5), ("r2", "p2", 0.6)))
+    aside.rename(r1_file)
+    got = sorted((r.run_id, r.prediction_id, r.score) for r in delta_io.read_table(spark, lake, "silver.predictions")
+                 .collect())
+    assert got == [("r1", "p1", 0.1), ("r2", "p1", 0.5), ("r2", "p2", 0.6)]

@@ -218,3 +218,32 @@ def test_a_redelivered_export_is_quarantined_for_the_table_each_record_was_meant
     assert sorted(tuple(r) for r in got.collect()) == [
         ("silver.annotations", "f_2.json", "annotations", 1, "duplicate_of:f.json:1", "{}", "b1"),
         ("silver.frames", "f_2.json", "images", 1, "duplicate_of:f.json:1", "{}", "b1")]
+
+
+def test_the_landing_listing_skips_files_bronze_holds_and_reads_new_or_touched_ones(spark, settings,  # type: ignore[no-untyped-def]
+                                                                                    tmp_path) -> None:
+    """A file whose path, size and modification time bronze holds is not read again; a new file and
+    one written again since (another modification time) are; no folder at all is no file."""
+    import os
+
+    from scenelake import delta_io
+    from scenelake.ingest import new_batch_id, read_files, to_bronze, unseen
+
+    lake = settings.with_overrides(lake_root=str(tmp_path / "lake"), landing_root=str(tmp_path / "landing"))
+    folder = tmp_path / "landing" / "manifests"
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_text('{"capture_id": "a"}\n')
+    (folder / "b c.jsonl").write_text('{"capture_id": "b"}\n')
+    first = unseen(spark, lake, read_files(spark, lake, "manifests", "*.jsonl", bronze="bronze.captures"),
+                   "bronze.captures")
+    assert sorted(r.source_file for r in first.collect()) == ["manifests/a.jsonl", "manifests/b%20c.jsonl"]
+    lines = first.select("source_file", "source_sha256", F.lit(1).cast("long").alias("line_number"),
+                         F.col("value").alias("payload"))
+    delta_io.append(spark, lake, "bronze.captures", to_bronze(lines, new_batch_id(), first))
+    (folder / "new.jsonl").write_text('{"capture_id": "n"}\n')
+    os.utime(folder / "a.jsonl", (1_900_000_000, 1_900_000_000))  # the same bytes, written again
+    again = read_files(spark, lake, "manifests", "*.jsonl", bronze="bronze.captures")
+    assert sorted(r.source_file for r in again.collect()) == ["manifests/a.jsonl", "manifests/new.jsonl"]
+    # The touched file's bytes are known: only the new one is unseen.
+    assert [r.source_file for r in unseen(spark, lake, again, "bronze.captures").collect()] == ["manifests/new.jsonl"]
+    assert read_files(spark, lake, "nowhere", "*.jsonl", bronze="bronze.captures").count() == 0
