@@ -218,20 +218,23 @@ def accumulate(dets: pd.DataFrame, npig: Mapping[str, int]) -> pd.DataFrame:
 
 
 def reached_thresholds(rc: np.ndarray) -> np.ndarray:
-    """How many of the 101 recall thresholds each recall in [0, 1] reaches: searchsorted(..., 'right'), faster.
+    """How many of the 101 recall thresholds each recall in [0, 1] reaches: searchsorted(..., 'right'), as floats.
 
-    The thresholds are j/100 to within an ulp, so 1 + floor(100 rc) is the count except within a
-    hair of a threshold; those few are looked up exactly.
+    The nearest threshold is the k-th, k = rint(100 rc), and every other one is about .005 or more
+    away: the recall reaches the k thresholds below it, none above it, and the k-th itself when
+    RECALL_THRESHOLDS[k] <= rc. That threshold is k * .01 in floating point (np.linspace's
+    arithmetic), so a few whole-array operations do it, with no search or table look-up.
     """
-    rc = np.ascontiguousarray(rc)  # the flat indices below must address `out` in C order
-    scaled = rc * 100
-    floor = scaled.astype(np.int64)
-    out = floor + 1
-    frac = scaled - floor
-    near = np.flatnonzero((frac < 1e-9) | (frac > 1 - 1e-9))
-    if len(near):
-        out.reshape(-1)[near] = np.searchsorted(RECALL_THRESHOLDS, rc.reshape(-1)[near], side="right")
-    return out
+    count = np.multiply(rc, 100.0)
+    np.rint(count, out=count)
+    threshold = np.multiply(count, 0.01)
+    count += np.less_equal(threshold, rc, out=threshold)  # 1.0 where the k-th threshold is reached
+    return count
+
+
+# interpolated_ap takes this many elements of a [points, curves] array at a time: small enough for the
+# temporaries to stay in cache and be reused by the allocator rather than mapped (page faults) afresh.
+_CHUNK = 2 ** 16
 
 
 def interpolated_ap(tp_cum: np.ndarray, fp_cum: np.ndarray, npig: np.ndarray | float) -> np.ndarray:
@@ -241,15 +244,44 @@ def interpolated_ap(tp_cum: np.ndarray, fp_cum: np.ndarray, npig: np.ndarray | f
     at the first point whose recall reaches each recall threshold (0 where none does). A point
     serves the thresholds between the previous point's recall and its own, so no loop over
     thresholds is needed. nan where npig is 0 (the class does not count, as pycocotools' -1).
+
+    The work runs on [S, curves], points first (a free view when the counts are laid out [S, ...]
+    in memory, as the bootstrap's are), a chunk of curves at a time: each step along the points
+    is then one operation on a contiguous row.
     """
     positives = np.broadcast_to(np.asarray(npig, dtype=np.float64), tp_cum.shape[:-1])
-    tp = np.asarray(tp_cum, dtype=np.float64)
-    rc = tp / np.where(positives > 0, positives, np.inf)[..., None]
-    pr = tp / (np.asarray(fp_cum, dtype=np.float64) + tp + EPS)
-    envelope = np.flip(np.maximum.accumulate(np.flip(pr, axis=-1), axis=-1), axis=-1)
-    served = np.diff(reached_thresholds(rc), axis=-1, prepend=0)
-    ap = np.einsum("...s,...s->...", envelope, served) / len(RECALL_THRESHOLDS)
-    return np.where(positives > 0, ap, np.nan)
+    n_points, n_curves = tp_cum.shape[-1], positives.size
+    tp = np.moveaxis(np.asarray(tp_cum), -1, 0).reshape(n_points, n_curves)
+    fp = np.moveaxis(np.asarray(fp_cum), -1, 0).reshape(n_points, n_curves)
+    counted = np.where(positives > 0, positives, np.inf).reshape(n_curves)
+    ap = np.empty(n_curves)
+    step = max(1, _CHUNK // max(n_points, 1))
+    for start in range(0, n_curves, step):
+        curves = slice(start, start + step)
+        # float64 copies: exact for counts, and _served_envelope works in them in place
+        ap[curves] = _served_envelope(tp[:, curves].astype(np.float64), fp[:, curves].astype(np.float64),
+                                      counted[curves])
+    return np.where(positives > 0, ap.reshape(positives.shape) / len(RECALL_THRESHOLDS), np.nan)
+
+
+def _served_envelope(tp: np.ndarray, fp: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """Per curve, the sum over its points [S, n] of the precision envelope times the thresholds each serves.
+
+    Overwrites tp and fp. np.maximum.accumulate runs one inner loop per curve: right for a few long
+    curves (a class's ranking at 10 IoU thresholds), slow for the bootstrap's thousands of curves of
+    a few dozen blocks, where one whole-row maximum per point is much faster.
+    """
+    envelope = np.add(fp, tp, out=fp)
+    envelope += EPS
+    np.divide(tp, envelope, out=envelope)  # precision, as tp / (fp + tp + EPS)
+    if len(envelope) <= envelope.shape[1]:
+        for s in range(len(envelope) - 2, -1, -1):
+            np.maximum(envelope[s], envelope[s + 1], out=envelope[s])
+    else:
+        np.maximum.accumulate(envelope[::-1], axis=0, out=envelope[::-1])
+    served = reached_thresholds(np.divide(tp, positives, out=tp))
+    served[1:] -= served[:-1]  # numpy reads the overlapping operand as it was before the subtraction
+    return np.einsum("sn,sn->n", envelope, served)
 
 
 def summarize(curves: pd.DataFrame) -> dict[str, float]:

@@ -225,21 +225,25 @@ def _blocked_ap(capture: np.ndarray, tp: np.ndarray, fp: np.ndarray, rows: np.nd
                 blocks: int) -> np.ndarray:
     """AP per row of `rows` (capture weights) and IoU threshold [R, T] from ranked detections cut into blocks.
 
-    Each block's counts are summed per capture once; a row's cumulative counts at the block ends
-    are then one matrix product (float32 is exact: counts stay far below 2^24).
+    Each capture's cumulative counts at the block ends are computed once; a row's are then one matrix
+    product, laid out [block, threshold, row] so that interpolated_ap steps along the blocks over
+    whole rows of memory. float32 is exact while every sum stays below 2^24: no sum exceeds the
+    largest weight times the detections.
     """
     n, n_members = len(capture), rows.shape[1]
     if not n:  # no detection: AP 0 where the class has objects
         return np.where(npig[:, None] > 0, 0.0, np.nan) * np.ones((1, N_IOU))
     block = block_of(n, blocks)
     bins = int(block[-1]) + 1
-    cell = capture * bins + block
     hit_row, hit_col = np.nonzero(np.hstack([tp, fp]))
-    counts = np.bincount(hit_col * (n_members * bins) + cell[hit_row], minlength=2 * N_IOU * n_members * bins)
-    counts = counts.reshape(2 * N_IOU, n_members, bins).transpose(1, 0, 2).reshape(n_members, -1)
-    summed = rows.astype(np.float32) @ counts.astype(np.float32)
-    cum = np.cumsum(summed.reshape(len(rows), 2 * N_IOU, bins), axis=-1, dtype=np.float64)
-    return coco_eval.interpolated_ap(cum[:, :N_IOU], cum[:, N_IOU:], npig[:, None])
+    cell = (capture[hit_row] * bins + block[hit_row]) * (2 * N_IOU) + hit_col
+    counts = np.bincount(cell, minlength=n_members * bins * 2 * N_IOU).reshape(n_members, bins, 2 * N_IOU)
+    per_capture = np.cumsum(counts, axis=1).reshape(n_members, bins * 2 * N_IOU)
+    dtype = np.float32 if rows.max(initial=0) * n < 2 ** 24 else np.float64
+    cum = (per_capture.T.astype(dtype) @ rows.T.astype(dtype)).reshape(bins, 2 * N_IOU, len(rows))
+    curves = coco_eval.interpolated_ap(cum[:, :N_IOU].transpose(1, 2, 0), cum[:, N_IOU:].transpose(1, 2, 0),
+                                       npig[None, :])
+    return curves.T
 
 
 def block_of(n: int, blocks: int) -> np.ndarray:

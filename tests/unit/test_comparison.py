@@ -63,6 +63,8 @@ def test_reached_thresholds_is_searchsorted_right() -> None:
                   np.nextafter(coco_eval.RECALL_THRESHOLDS, -1)[1:], np.arange(0, 1001) / 1000, 29 / 100, 7 / 10]
     expected = np.searchsorted(coco_eval.RECALL_THRESHOLDS, edges, side="right")
     assert coco_eval.reached_thresholds(edges).tolist() == expected.tolist()
+    # reached_thresholds computes threshold k as k * .01: it must be the very number pycocotools uses.
+    assert (np.arange(len(coco_eval.RECALL_THRESHOLDS)) * 0.01 == coco_eval.RECALL_THRESHOLDS).all()
 
 
 @pytest.mark.parametrize("seed", range(4))
