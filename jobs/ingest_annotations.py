@@ -39,8 +39,6 @@ COCO_CATEGORY = "struct<id:long,name:string>"
 COCO_ANNOTATION = ("struct<id:long,image_id:long,category_id:long,bbox:array<double>,area:double,"
                    "iscrowd:int,keypoints:array<double>,num_keypoints:int>")
 COCO_ANNOTATION_FIELDS = ["id", "image_id", "category_id", "bbox", "area", "iscrowd", "keypoints", "num_keypoints"]
-# Boxes may overhang the frame by rounding; more than this is a broken box.
-FRAME_TOLERANCE_PX = 1.0
 
 
 @dataclass(frozen=True)
@@ -129,12 +127,16 @@ def coco_annotations(records: DataFrame) -> DataFrame:
         ("malformed_json", ingest.malformed(F.col("payload"))),
         *ingest.field_rules(F.col("payload"), F.col("a"), ["id", "image_id", "category_id", "bbox", "area"]),
         ("type:bbox", (F.size(bbox) != 4) | F.exists(bbox, lambda v: v.isNull())),
-        ("range:w>=0", w < 0), ("range:h>=0", h < 0), ("range:area>=0", F.col("a.area") < 0),
+        ("range:bbox_finite", F.exists(bbox, lambda v: F.isnan(v) | (F.abs(v) == float("inf")))),
+        # What pycocotools evaluates is kept as exported: a box past the image edge (a partly visible
+        # person) is ground truth like any other, and quality/silver/annotations.yaml counts it
+        # (warn). Only a box that can never be matched is refused: no size, or wholly off the image.
+        ("range:w>0", w <= 0), ("range:h>0", h <= 0), ("range:area>=0", F.col("a.area") < 0),
+        ("range:iscrowd_in_0_1", ~F.col("a.iscrowd").isin(0, 1)),
         ("unknown_frame", F.col("frame_known").isNull()),
         ("unknown_category", F.col("category").isNull()),
-        ("range:box_inside_frame",
-         (x < -FRAME_TOLERANCE_PX) | (y < -FRAME_TOLERANCE_PX)
-         | (x + w > F.col("img_w") + FRAME_TOLERANCE_PX) | (y + h > F.col("img_h") + FRAME_TOLERANCE_PX)),
+        ("range:box_outside_frame",
+         (x >= F.col("img_w")) | (y >= F.col("img_h")) | (x + w <= 0) | (y + h <= 0)),
     )
     batch = F.col("import_meta")["label_batch"]
     return ann.select(
@@ -169,9 +171,14 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
     progress(f"[ingest_annotations] {len(names)} new export file(s) under {settings.landing_root}/annotations")
     added = 0
     if names:
+        # An export with nothing in it (0 bytes, or only blanks) is one `file` record, quarantined as
+        # empty_file, so it is reported by name; a COCO document that does not parse is one as well.
+        blank = F.array(F.struct(F.lit("file").alias("section"), F.lit(1).cast("long").alias("record_no"),
+                                 F.col("value").alias("payload")))
         records = files.select(
             "source_file", "source_sha256", "format",
-            F.explode(F.when(F.col("format") == "coco", ingest.json_document_records("value"))
+            F.explode(F.when(F.trim(F.regexp_replace("value", r"\s+", "")) == "", blank)
+                      .when(F.col("format") == "coco", ingest.json_document_records("value"))
                       .otherwise(ingest.lines(F.col("value")))).alias("r"),
             ingest.path_meta(F.col("source_file")).alias("import_meta"))
         bronze = ingest.to_bronze(records.select("source_file", "source_sha256", "format", "r.section",
@@ -249,21 +256,25 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
                 .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))
                 .unionByName(redelivered_rows(copies, batch_id))).cache()
     frames, annotations = frames.cache(), annotations.cache()
+    clock = ingest.Stopwatch(progress, "ingest_annotations")
     captures = capture_sizes(spark, settings)
     with quality.GateRun(spark, settings, "ingest_annotations", delta_io.marker_text(step.marker)) as gate_run:
         quality.gate(ingest.with_file_totals(rejected, records), QUARANTINE, gate_run)
         if not records.isEmpty():
             quality.gate(frames_in_captures(frames, captures), FRAMES, gate_run)
             quality.gate(annotations_in_frames(annotations, frames, captures), ANNOTATIONS, gate_run)
+    clock.lap("parsed, checked and gated")
     quarantined = rejected.count()
     # Quarantine first, silver last: the marker on silver.annotations' commit says the batches are done.
     ingest.write_quarantine(spark, settings, rejected, quarantined)
     ingest.crash_point("annotations:after_quarantine")
+    clock.lap(f"{quarantined} record(s) quarantined")
     marker = delta_io.marker_text(step.marker)
     delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=marker)
     ingest.crash_point("annotations:after_frames")
     delta_io.merge(spark, settings, ANNOTATIONS, annotations, commit_metadata=marker)
     delta_io.ensure_marker(spark, settings, ANNOTATIONS, step.marker)
+    clock.lap("silver.frames and silver.annotations merged")
     report = Report(names, added, True, frames.count(), annotations.count(), quarantined)
     progress(f"[ingest_annotations] published {report.frames} new or changed frames, {report.annotations} "
              f"annotations; {quarantined} record(s) in {QUARANTINE}")

@@ -201,6 +201,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
         progress(f"[ingest_captures] nothing new: silver.captures is up to date ({rows} rows)")
         return IngestReport(new_files, added, False, rows, [])
     progress(f"[ingest_captures] judging {step.describe()}")
+    clock = ingest.Stopwatch(progress, "ingest_captures")
     lines = step.records.withColumn("record_no", F.col("line_number"))
     originals, copies = ingest.split_redeliveries(
         lines, F.lit(""), None if step.full else step.catalog.withColumn("record_no", F.col("line_number")))
@@ -218,12 +219,14 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
         outcomes = quality.gate(ingest.with_file_totals(quarantine, lines), QUARANTINE, gate_run)
         if not originals.isEmpty():
             outcomes += quality.gate(captures, SILVER, gate_run) + quality.gate(subjects, SUBJECTS, gate_run)
+    clock.lap("parsed, checked and gated")
     warnings = [o.summary() for o in outcomes if not o.success]
     quarantined = quarantine.count()
     # Quarantine first, silver.captures last: the marker on its commit says the batches are done. A
     # capture sent again replaces its subject list, so a subject dropped from the newer copy goes.
     ingest.write_quarantine(spark, settings, quarantine, quarantined)
     ingest.crash_point("captures:after_quarantine")
+    clock.lap(f"{quarantined} line(s) quarantined")
     marker = delta_io.marker_text(step.marker)
     dropped = None
     if not step.full and delta_io.table_exists(spark, settings, SUBJECTS):
@@ -235,6 +238,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     ingest.crash_point("captures:after_subjects")
     delta_io.merge(spark, settings, SILVER, captures, commit_metadata=marker, delete_missing=step.full)
     delta_io.ensure_marker(spark, settings, SILVER, step.marker)
+    clock.lap("silver.subjects and silver.captures merged")
     report = IngestReport(new_files, added, True, delta_io.read_table(spark, settings, SILVER).count(), warnings,
                           subjects.count(), quarantined)
     for df in (good, subjects, quarantine, originals):

@@ -195,12 +195,12 @@ def _coco_export(out: Path, cap: Capture, truth: list[Any], rng: random.Random, 
                       "area": round(w * h, 2), "iscrowd": 0}
             if rng.random() < rate:
                 kind = rng.choice(["negative_size", "outside_frame", "missing_bbox", "unknown_frame"])
-                rule = {"negative_size": "range:w>=0", "outside_frame": "range:box_inside_frame",
+                rule = {"negative_size": "range:w>0", "outside_frame": "range:box_outside_frame",
                         "missing_bbox": "missing:bbox", "unknown_frame": "unknown_frame"}[kind]
                 if kind == "negative_size":
                     record["bbox"] = [x, y, -w, h]
-                elif kind == "outside_frame":
-                    record["bbox"] = [WIDTH - 5.0, y, w, h]
+                elif kind == "outside_frame":  # wholly off the image (a box past the edge is kept)
+                    record["bbox"] = [WIDTH + 5.0, y, w, h]
                 elif kind == "missing_bbox":
                     del record["bbox"]
                 else:

@@ -61,7 +61,8 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
     With `bronze`, files whose path, size and modification time that bronze table already holds
     are left out before any content is read: the folder is listed (no bytes read), and only new
     or changed files are read, so a run costs what landed since, not the landing zone. A file
-    touched without a change is read again and then skipped by its digest (`unseen`).
+    touched without a change is read again and then skipped by its digest (`unseen`). Spark's file
+    sources skip 0-byte files altogether, so one is never seen here (`scenelake import` refuses it).
     """
     folder = f"{settings.landing_root.rstrip('/')}/{subdir}"
     jvm_path = spark._jvm.org.apache.hadoop.fs.Path(folder)  # type: ignore[union-attr]
@@ -363,7 +364,9 @@ def malformed(payload: Column) -> Column:
 
 def file_failures(records: DataFrame) -> DataFrame:
     """Whole files that could not be read: one quarantine record each, named by file."""
-    return records.where(F.col("section") == "file").withColumn("rule", F.lit("malformed_json"))
+    blank = F.trim(F.regexp_replace(F.coalesce(F.col("payload"), F.lit("")), r"\s+", "")) == ""
+    return records.where(F.col("section") == "file").withColumn(
+        "rule", F.when(blank, F.lit("empty_file")).otherwise(F.lit("malformed_json")))
 
 
 def redelivered(records: DataFrame, scope: Column, catalog: DataFrame | None = None) -> DataFrame:

@@ -35,9 +35,22 @@ def _folder(settings: Settings, *parts: str) -> Path:
     return folder
 
 
-def _copy(source: Path, folder: Path, name: str | None = None) -> Path:
+def _blank(source: Path) -> bool:
+    """The file holds nothing but whitespace (read until the first other byte)."""
+    with source.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
+def _copy(source: Path, folder: Path, name: str | None = None, refuse_blank: bool = True) -> Path:
+    """Copy an export into the landing zone. A blank export is refused by name (`refuse_blank`; an
+    empty file of detections or tracks can mean that the model found nobody, so those pass)."""
     if not source.is_file():
         raise LandingError(f"{source} is not a file")
+    if refuse_blank and _blank(source):
+        raise LandingError(f"{source} is empty (nothing but whitespace): nothing was imported; export it again")
     target = folder / (name or source.name)
     shutil.copyfile(source, target)
     return target
@@ -75,4 +88,5 @@ def predictions(settings: Settings, path: Path, run_id: str, capture_id: str, fm
     """A prediction file of a run, for one capture (COCO results, MOT tracker output, JSONL, Parquet)."""
     suffix = {"coco_results": ".json", "mot": ".txt", "jsonl": ".jsonl", "parquet": ".parquet"}[fmt]
     name = path.name if path.name.endswith(suffix) else path.name + suffix
-    return _copy(path, _folder(settings, "predictions", f"run_id={run_id}", f"capture_id={capture_id}"), name)
+    return _copy(path, _folder(settings, "predictions", f"run_id={run_id}", f"capture_id={capture_id}"), name,
+                 refuse_blank=fmt in ("coco_results", "parquet"))

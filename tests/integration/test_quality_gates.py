@@ -117,7 +117,7 @@ CASES: dict[str, tuple[BadBatch, object, str, str]] = {
     # kind: (how it is delivered, job, table it must not reach, expectation that stops it)
     "labelling export with every box shifted out of the frame": (
         lambda spark, lake: mot_export(lake, "shifted", 2000.0), annotations_job, "silver.annotations",
-        "boxes_inside_frame"),
+        "boxes_overlap_frame"),
     "labelling export with negative box sizes": (
         lambda spark, lake: coco_export(lake, "negative", negative_sizes), annotations_job, "silver.annotations",
         "file_mostly_quarantined"),

@@ -48,13 +48,23 @@ def test_coco_annotation_rules(spark) -> None:  # type: ignore[no-untyped-def]
         ann(), ann(id=2, iscrowd=1), "{not json", ann(id=4, bbox=...), ann(id=5, area="big"),
         ann(id=6, bbox=[1.0, 2.0, 3.0]), ann(id=7, bbox=[1.0, 2.0, -3.0, 4.0]), ann(id=8, image_id=99),
         ann(id=9, category_id=5), ann(id=10, bbox=[90.0, 5.0, 20.0, 30.0]),
+        ann(id=11, bbox=[-5.0, 40.0, 20.0, 30.0]), ann(id=12, bbox=[100.0, 5.0, 20.0, 30.0]),
+        ann(id=13, bbox=[-20.0, 5.0, 20.0, 30.0]), ann(id=14, bbox=[10.0, 10.0, 0.0, 0.0]),
+        ann(id=15, iscrowd=2), ann(id=16, iscrowd=-1),
+        '{"id": 17, "image_id": 7, "category_id": 1, "bbox": [1e999, 1.0, 2.0, 3.0], "area": 6.0}',  # overflows
     ])).select("record_no", "annotation_id", "is_crowd", "rule").orderBy("record_no").collect()
     assert [tuple(r) for r in got] == [
         (1, "cap-1:lb1:1", False, None), (2, "cap-1:lb1:2", True, None), (3, "cap-1:lb1", False, "malformed_json"),
         (4, "cap-1:lb1:4", False, "missing:bbox"), (5, "cap-1:lb1:5", False, "type:area"),
         (6, "cap-1:lb1:6", False, "type:bbox"),
-        (7, "cap-1:lb1:7", False, "range:w>=0"), (8, "cap-1:lb1:8", False, "unknown_frame"),
-        (9, "cap-1:lb1:9", False, "unknown_category"), (10, "cap-1:lb1:10", False, "range:box_inside_frame"),
+        (7, "cap-1:lb1:7", False, "range:w>0"), (8, "cap-1:lb1:8", False, "unknown_frame"),
+        (9, "cap-1:lb1:9", False, "unknown_category"),
+        # Past the right, bottom and left edges (the image is 100 x 50): kept, as pycocotools keeps them.
+        (10, "cap-1:lb1:10", False, None), (11, "cap-1:lb1:11", False, None),
+        (12, "cap-1:lb1:12", False, "range:box_outside_frame"), (13, "cap-1:lb1:13", False, "range:box_outside_frame"),
+        (14, "cap-1:lb1:14", False, "range:w>0"),
+        (15, "cap-1:lb1:15", False, "range:iscrowd_in_0_1"), (16, "cap-1:lb1:16", False, "range:iscrowd_in_0_1"),
+        (17, "cap-1:lb1:17", False, "range:bbox_finite"),
     ]
 
 
@@ -247,3 +257,13 @@ def test_the_landing_listing_skips_files_bronze_holds_and_reads_new_or_touched_o
     # The touched file's bytes are known: only the new one is unseen.
     assert [r.source_file for r in unseen(spark, lake, again, "bronze.captures").collect()] == ["manifests/new.jsonl"]
     assert read_files(spark, lake, "nowhere", "*.jsonl", bronze="bronze.captures").count() == 0
+
+
+def test_a_blank_or_unreadable_export_is_one_file_record_with_its_rule(spark) -> None:  # type: ignore[no-untyped-def]
+    from scenelake.ingest import file_failures
+
+    got = file_failures(records(spark, [("a.json", "coco", "file", 1, ""), ("b.txt", "mot", "file", 1, " \n "),
+                                        ("c.json", "coco", "file", 1, '{"images": ['),
+                                        ("d.json", "coco", "images", 1, "{}")]))
+    assert sorted((r.source_file, r.rule) for r in got.collect()) == [
+        ("a.json", "empty_file"), ("b.txt", "empty_file"), ("c.json", "malformed_json")]
