@@ -173,11 +173,11 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
     if names:
         # An export with nothing in it (0 bytes, or only blanks) is one `file` record, quarantined as
         # empty_file, so it is reported by name; a COCO document that does not parse is one as well.
-        blank = F.array(F.struct(F.lit("file").alias("section"), F.lit(1).cast("long").alias("record_no"),
+        whole = F.array(F.struct(F.lit("file").alias("section"), F.lit(1).cast("long").alias("record_no"),
                                  F.col("value").alias("payload")))
         records = files.select(
             "source_file", "source_sha256", "format",
-            F.explode(F.when(F.trim(F.regexp_replace("value", r"\s+", "")) == "", blank)
+            F.explode(F.when(ingest.blank(F.col("value")), whole)
                       .when(F.col("format") == "coco", ingest.json_document_records("value"))
                       .otherwise(ingest.lines(F.col("value")))).alias("r"),
             ingest.path_meta(F.col("source_file")).alias("import_meta"))

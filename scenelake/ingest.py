@@ -1,8 +1,9 @@
 """What every landing -> bronze -> silver job shares: new-file detection, raw records, quarantine.
 
-The shape of a job: find landed files that bronze has not seen (path + digest), split them into
-raw records, append those to bronze in one commit; then, when bronze moved past the version a
-silver table records in its last commit, rebuild the silver candidate from all of bronze, send
+The shape of a job: list the landing folder and read only the files bronze has not seen (path,
+size and modification time, then path + digest), split them into
+raw records, append those to bronze in one commit; then judge the bronze batches added since the
+version the job's marker on its silver table records (all of bronze on a first build), send
 every record that breaks a rule (or loses deduplication) to ops.quarantine, gate and merge the
 rest. A crash anywhere leaves tables at a committed version, and a rerun converges.
 """
@@ -362,11 +363,15 @@ def malformed(payload: Column) -> Column:
     return F.from_json(payload, "map<string,string>").isNull()
 
 
+def blank(text: Column) -> Column:
+    """The text holds nothing but whitespace (or is null)."""
+    return F.regexp_replace(F.coalesce(text, F.lit("")), r"\s+", "") == ""
+
+
 def file_failures(records: DataFrame) -> DataFrame:
     """Whole files that could not be read: one quarantine record each, named by file."""
-    blank = F.trim(F.regexp_replace(F.coalesce(F.col("payload"), F.lit("")), r"\s+", "")) == ""
     return records.where(F.col("section") == "file").withColumn(
-        "rule", F.when(blank, F.lit("empty_file")).otherwise(F.lit("malformed_json")))
+        "rule", F.when(blank(F.col("payload")), F.lit("empty_file")).otherwise(F.lit("malformed_json")))
 
 
 def redelivered(records: DataFrame, scope: Column, catalog: DataFrame | None = None) -> DataFrame:

@@ -11,6 +11,7 @@ ops.quarantine with its own rule.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -78,3 +79,22 @@ def test_records_pycocotools_would_misread_are_quarantined_with_their_rule(spark
              .where((F.col("target_table") == "silver.annotations") & (F.col("section") == "annotations")).collect()}
     # The refused records follow the generated ones in the file's annotation list (1-based record numbers).
     assert rules == {len(gt) + i + 1: rule for i, (_, _, rule) in enumerate(REFUSED)}
+
+
+def test_a_blank_export_in_the_landing_zone_is_named_in_the_gate_results(spark, evaluated) -> None:  # type: ignore[no-untyped-def]
+    """Its only record is quarantined as empty_file; the warn check unreadable_files names the file, and
+    a batch with no frame left is stopped by the frames' row count."""
+    import jobs.ingest_annotations as annotations_job
+    from scenelake import quality
+
+    lake, *_ = evaluated
+    folder = Path(lake.landing_root) / "annotations" / "coco" / "label_batch=blank" / "capture_id=fidelity"
+    folder.mkdir(parents=True)
+    (folder / "instances.json").write_text("  \n\n")
+    with pytest.raises(quality.QualityGateFailed) as stopped:
+        annotations_job.run(spark, lake, progress=ingest.silent)
+    assert stopped.value.table == "silver.frames"
+    (warned,) = (delta_io.read_table(spark, lake, quality.RESULTS).where("expectation = 'unreadable_files'")
+                 .where("not success").collect())
+    assert warned.severity == "warn" and warned.unexpected_count == 1
+    assert [k for k in warned.sample_keys if "label_batch=blank/capture_id=fidelity/instances.json" in k]
