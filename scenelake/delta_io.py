@@ -11,6 +11,7 @@ when the table is created and brought in line before a write): see scenelake.con
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -283,10 +284,7 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
         source = source.unionByName(gone.select(*table.column_names).withColumn("_delete", F.lit(True)))
     condition = F.expr(key)
     if not delete_missing:
-        for column in table.lookup_columns:
-            found = [r[0] for r in source.select(column).distinct().collect() if r[0] is not None]
-            # A null key matches nothing: with no value at all, every source row is an insert.
-            condition = condition & (F.col(f"t.`{column}`").isin(*found) if found else F.lit(False))
+        condition = condition & lookup_condition(source, table.lookup_columns, lambda c: F.col(f"t.`{c}`"))
     values: dict[str, str | SparkColumn] = {f"`{c}`": f"s.`{c}`" for c in table.column_names}
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", commit_metadata or "")
     try:
@@ -301,6 +299,18 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
         builder.execute()
     finally:
         spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+
+
+def lookup_condition(source: DataFrame, columns: Iterable[str],
+                     target: Callable[[str], SparkColumn] = F.col) -> SparkColumn:
+    """True where the `target` columns hold one of the values `source` has in them (one small
+    collect per column), so a look-up of `source`'s keys reads only the files they can be in. A
+    null key matches nothing: a column with no value at all gives false."""
+    condition = F.lit(True)
+    for column in columns:
+        found = [r[0] for r in source.select(column).distinct().collect() if r[0] is not None]
+        condition = condition & (target(column).isin(*found) if found else F.lit(False))
+    return condition
 
 
 def replace_where(spark: SparkSession, settings: Settings, name: str, df: DataFrame, condition: str,

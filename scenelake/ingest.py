@@ -238,10 +238,8 @@ def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: 
     pool = good
     if not full and delta_io.table_exists(spark, settings, silver):
         keys = good.select(*key).distinct()
-        target = delta_io.read_table(spark, settings, silver)
-        for column in contracts.contract(silver).lookup_columns if narrow is None else narrow:
-            values = sorted(r[0] for r in good.select(column).distinct().collect() if r[0] is not None)
-            target = target.where(F.col(column).isin(*values)) if values else target.limit(0)
+        laid_out = contracts.contract(silver).lookup_columns if narrow is None else narrow
+        target = delta_io.read_table(spark, settings, silver).where(delta_io.lookup_condition(good, laid_out))
         files = sorted(r[0] for r in target.join(keys, key, "left_semi").select("source_file").distinct().collect())
         if files:
             # Records already among the candidates (a file judged again in part) compete once.
