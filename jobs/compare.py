@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from scenelake import comparison, delta_io, ingest, quality
 from scenelake.contracts import contract
-from scenelake.job import job_main
+from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
 from scenelake.text import format_table
 
@@ -100,6 +100,7 @@ def records(matches: DataFrame, run_id: str) -> pd.DataFrame:
     return _pandas(matches.where(evaluated).select(*comparison.RECORD_COLUMNS))
 
 
+@releases_cache
 def run(spark: SparkSession, settings: Settings, progress=print,  # type: ignore[no-untyped-def]
         baseline: str | None = None, candidate: str | None = None, by: list[str] | None = None,
         resamples: int = 1000, seed: int = 0, fdr: float = 0.05, min_captures: int = 5, min_ground_truth: int = 25,

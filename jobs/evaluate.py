@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 
 from scenelake import delta_io, evaluation, ingest, quality
 from scenelake.contracts import contract
-from scenelake.job import job_main
+from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
 
 MATCHES = "gold.detection_matches"
@@ -85,6 +85,7 @@ def changed_groups(spark: SparkSession, settings: Settings, previous: dict[str, 
     return groups
 
 
+@releases_cache
 def run(spark: SparkSession, settings: Settings, progress=print, runs: list[str] | None = None,  # type: ignore[no-untyped-def]
         ) -> EvaluationReport:
     if not all(delta_io.table_exists(spark, settings, t) for t in INPUTS):

@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 
 from scenelake import delta_io, ingest, quality
 from scenelake.contracts import contract, fingerprint
-from scenelake.job import job_main
+from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
 
 BRONZE = "bronze.annotations"
@@ -225,6 +225,7 @@ def candidate_annotations(records: DataFrame) -> DataFrame:
     return coco_annotations(records).unionByName(mot_annotations(rows))
 
 
+@releases_cache
 def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = print) -> Report:
     batch_id = ingest.new_batch_id()
     names, added = land_new_files(spark, settings, batch_id, progress)

@@ -29,7 +29,7 @@ from pyspark.sql import types as T
 
 from scenelake import delta_io, ingest, quality
 from scenelake.contracts import contract, fingerprint, scenario_attributes
-from scenelake.job import job_main
+from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
 
 BRONZE = "bronze.captures"
@@ -179,6 +179,7 @@ def candidates(lines: DataFrame) -> DataFrame:
         "record_no", F.col("line_number"))
 
 
+@releases_cache
 def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport:  # type: ignore[no-untyped-def]
     batch_id = ingest.new_batch_id()
     files = read_new_files(spark, settings).cache()

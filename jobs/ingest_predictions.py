@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from scenelake import delta_io, ingest, quality
 from scenelake.contracts import contract, fingerprint
-from scenelake.job import job_main
+from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
 
 BRONZE = "bronze.predictions"
@@ -245,6 +245,7 @@ def rechecks(spark: SparkSession, settings: Settings, catalog: DataFrame, versio
     return catalog.join(waiting, ["source_file", "record_no"], "left_semi")
 
 
+@releases_cache
 def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = print) -> Report:
     batch_id = ingest.new_batch_id()
     names, added = land_new_files(spark, settings, batch_id, progress)

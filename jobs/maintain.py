@@ -32,7 +32,7 @@ from pyspark.sql import SparkSession
 
 from scenelake import delta_io, maintenance
 from scenelake.contracts import all_contracts
-from scenelake.job import job_main
+from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
 
 
@@ -50,6 +50,7 @@ def _analyzer(settings: Settings, name: str) -> Callable[[], None]:
     return analyze
 
 
+@releases_cache
 def run(spark: SparkSession, settings: Settings, progress: maintenance.Progress = print,  # type: ignore[assignment]
         retention_hours: int | None = None, allow_unsafe_retention: bool = False, analyze: bool = True,
         table: list[str] | None = None) -> list[maintenance.TableReport]:

@@ -8,6 +8,7 @@ behave the same for every job.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,26 @@ from scenelake.spark import get_spark
 from scenelake.trino_server import refresh_access_rules
 
 Run = Callable[..., Any]
+
+
+def releases_cache(run: Run) -> Run:
+    """Decorate a job's `run` so that it leaves Spark's cache as empty as it found it, however it ends.
+
+    A gate that stops a batch raises past the job's own unpersist calls; in a long-lived session
+    (`--watch`, the pipeline, the test suite) every stopped batch's cached DataFrames would otherwise
+    stay in the driver's memory, until the heap is all cache and the JVM does little but collect
+    garbage. A cache the caller made before the job (the cache was not empty) is left alone."""
+
+    @functools.wraps(run)
+    def wrapper(spark: SparkSession, *args: Any, **kwargs: Any) -> Any:
+        started_empty = spark._jsparkSession.sharedState().cacheManager().isEmpty()
+        try:
+            return run(spark, *args, **kwargs)
+        finally:
+            if started_empty:
+                spark.catalog.clearCache()
+
+    return wrapper
 
 
 def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Callable[[SparkSession, Settings],

@@ -22,6 +22,17 @@ Counts returned by `evaluate_sequence` (all ints except `motp_sum`; every one of
     idfp        tracker boxes off that pairing (tr_dets - idtp)
     idfn        ground-truth boxes off that pairing (gt_dets - idtp)
     dup_rows    input rows dropped because their (frame, track_id) repeats on the same side
+    hota_*      HOTA's additive parts, one value per localisation threshold alpha (HOTA_ALPHAS, 0.05 ... 0.95):
+                hota_tp, hota_fn, hota_fp (detections), hota_assa_sum, hota_assre_sum, hota_asspr_sum (the
+                TP-weighted association scores) and hota_loca_sum (IoU summed over the matches); `hota_ratios`
+                turns them, for one sequence or summed over many, into TrackEval's HOTA, DetA, AssA, ...
+
+MOTChallenge 16/17/20 ground truth (`preprocess`): rows may carry `consider` (column 7; 0 = not evaluated) and
+`object_class` (column 8: 1 pedestrian, 2 person on vehicle, ... 7 static person, 8 distractor, 12 reflection;
+null for MOT15 files, which have no class). As the official evaluation (TrackEval's MotChallenge2DBox) does,
+in each frame the tracker boxes are matched one to one with all ground truth (IoU >= 0.5, the largest total
+IoU) and those matched to a distractor class are removed; then only pedestrians (or rows without a class)
+with consider != 0 are kept as ground truth.
 
 Per-frame CLEAR matching follows the devkit: the previous frame's (frame - 1) pairings that are still valid are
 kept, then the remaining boxes get a maximum-cardinality, minimum total (1 - IoU) assignment. Ratios of a zero
@@ -31,8 +42,9 @@ denominator are NaN.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,9 +56,16 @@ MT_ABOVE = 0.8
 ML_BELOW = 0.2
 
 COLUMNS = ("frame", "track_id", "x", "y", "w", "h")
+# HOTA's localisation thresholds, as TrackEval: np.arange(0.05, 0.99, 0.05).
+HOTA_ALPHAS = np.arange(0.05, 0.99, 0.05)
+HOTA_KEYS = ("hota_tp", "hota_fn", "hota_fp", "hota_assa_sum", "hota_assre_sum", "hota_asspr_sum", "hota_loca_sum")
 COUNT_KEYS = ("gt_ids", "gt_dets", "tr_dets", "tp", "fp", "fn", "idsw", "frag", "mt", "pt", "ml",
-              "motp_sum", "idtp", "idfp", "idfn", "dup_rows")
+              "motp_sum", "idtp", "idfp", "idfn", "dup_rows", *HOTA_KEYS)
 RATIO_KEYS = ("mota", "motp_distance", "recall", "precision", "idf1", "idp", "idr")
+HOTA_RATIO_KEYS = ("hota", "deta", "assa", "detre", "detpr", "assre", "asspr", "loca")
+# MOTChallenge classes (TrackEval's ids): the one evaluated, and those whose matched tracker boxes are removed.
+PEDESTRIAN = 1
+DISTRACTORS = (2, 7, 8, 12)  # person on vehicle, static person, distractor, reflection
 
 Boxes = tuple[np.ndarray, np.ndarray]
 
@@ -80,11 +99,41 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _clean(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The six columns typed and sorted by (frame, track_id); a repeated (frame, track_id) keeps its last row."""
+    """The six columns typed and sorted by (frame, track_id); a repeated (frame, track_id) keeps its last row.
+
+    Ground truth also keeps `consider` (default 1) and `object_class` (default null) when it has them."""
     data = pd.DataFrame({c: df[c] for c in COLUMNS}).astype(
         {"frame": "int64", "track_id": "int64", "x": "float64", "y": "float64", "w": "float64", "h": "float64"})
+    for column, default in (("consider", 1), ("object_class", None)):
+        if column in df.columns:
+            data[column] = pd.array(df[column], dtype="Int64")
+        elif default is None:
+            data[column] = pd.array([pd.NA] * len(data), dtype="Int64")
+        else:
+            data[column] = default
     kept = data.drop_duplicates(["frame", "track_id"], keep="last")
     return kept.sort_values(["frame", "track_id"], kind="stable"), len(data) - len(kept)
+
+
+def preprocess(gt: pd.DataFrame, tr: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """MOTChallenge's evaluation rules (see the module docstring) on cleaned input: (ground truth, tracker) kept."""
+    classes = gt["object_class"]
+    if len(tr) and (classes.isin(DISTRACTORS)).any():
+        drop: list[int] = []
+        gt_frames = {f: part for f, part in gt.groupby("frame", sort=False)}
+        for frame, boxes in tr.groupby("frame", sort=False):
+            truth = gt_frames.get(frame)
+            if truth is None or not truth["object_class"].isin(DISTRACTORS).any():
+                continue
+            scores = iou_matrix(truth[["x", "y", "w", "h"]].to_numpy(), boxes[["x", "y", "w", "h"]].to_numpy())
+            scores[scores < MATCH_IOU - _EPS] = 0.0
+            rows, cols = linear_sum_assignment(-scores)
+            matched = scores[rows, cols] > _EPS
+            distractor = truth["object_class"].to_numpy(dtype=float, na_value=np.nan)[rows[matched]]
+            drop += boxes.index[cols[matched][np.isin(distractor, DISTRACTORS)]].tolist()
+        tr = tr.drop(index=drop)
+    keep = (gt["consider"] != 0) & (classes.isna() | (classes == PEDESTRIAN))
+    return gt[keep.to_numpy(dtype=bool)], tr
 
 
 def _by_frame(df: pd.DataFrame) -> dict[int, Boxes]:
@@ -186,21 +235,94 @@ def identity_counts(frames: Iterable[FrameBoxes]) -> dict[str, int]:
     return {"idtp": idtp, "idfp": tr_dets - idtp, "idfn": gt_dets - idtp}
 
 
-def evaluate_sequence(gt: pd.DataFrame, tr: pd.DataFrame) -> dict[str, float | int]:
+def hota_counts(frames: Sequence[FrameBoxes]) -> dict[str, np.ndarray]:
+    """HOTA's additive parts per alpha (HOTA_KEYS), as TrackEval's HOTA.eval_sequence computes them."""
+    n_alpha = len(HOTA_ALPHAS)
+    out = {k: np.zeros(n_alpha) for k in HOTA_KEYS}
+    gt_index = {g: i for i, g in enumerate(sorted({int(g) for b in frames for g in b.gt_ids}))}
+    tr_index = {t: j for j, t in enumerate(sorted({int(t) for b in frames for t in b.tr_ids}))}
+    if not gt_index or not tr_index:
+        out["hota_fn"][:] = sum(len(b.gt_ids) for b in frames)
+        out["hota_fp"][:] = sum(len(b.tr_ids) for b in frames)
+        return out
+    rows_of = [np.array([gt_index[int(g)] for g in b.gt_ids], dtype=np.int64) for b in frames]
+    cols_of = [np.array([tr_index[int(t)] for t in b.tr_ids], dtype=np.int64) for b in frames]
+    potential = np.zeros((len(gt_index), len(tr_index)))
+    gt_count = np.zeros((len(gt_index), 1))
+    tr_count = np.zeros((1, len(tr_index)))
+    for boxes, g, t in zip(frames, rows_of, cols_of, strict=True):
+        sim = boxes.iou
+        denom = sim.sum(0)[np.newaxis, :] + sim.sum(1)[:, np.newaxis] - sim
+        sim_iou = np.zeros_like(sim)
+        mask = denom > _EPS
+        sim_iou[mask] = sim[mask] / denom[mask]
+        potential[g[:, np.newaxis], t[np.newaxis, :]] += sim_iou
+        gt_count[g] += 1
+        tr_count[0, t] += 1
+    alignment = potential / (gt_count + tr_count - potential)
+    matches = np.zeros((n_alpha, len(gt_index), len(tr_index)))
+    for boxes, g, t in zip(frames, rows_of, cols_of, strict=True):
+        if not len(g) or not len(t):
+            out["hota_fp"] += len(t)
+            out["hota_fn"] += len(g)
+            continue
+        sim = boxes.iou
+        rows, cols = linear_sum_assignment(-(alignment[g[:, np.newaxis], t[np.newaxis, :]] * sim))
+        matched_sim = sim[rows, cols]
+        for a, alpha in enumerate(HOTA_ALPHAS):
+            ok = matched_sim >= alpha - _EPS
+            n = int(ok.sum())
+            out["hota_tp"][a] += n
+            out["hota_fn"][a] += len(g) - n
+            out["hota_fp"][a] += len(t) - n
+            if n:
+                out["hota_loca_sum"][a] += sum(matched_sim[ok])
+                matches[a, g[rows[ok]], t[cols[ok]]] += 1
+    for a in range(n_alpha):
+        m = matches[a]
+        out["hota_assa_sum"][a] = np.sum(m * (m / np.maximum(1, gt_count + tr_count - m)))
+        out["hota_assre_sum"][a] = np.sum(m * (m / np.maximum(1, gt_count)))
+        out["hota_asspr_sum"][a] = np.sum(m * (m / np.maximum(1, tr_count)))
+    return out
+
+
+def hota_ratios(counts: Mapping[str, object]) -> dict[str, float]:
+    """HOTA, DetA, AssA, DetRe, DetPr, AssRe, AssPr and LocA (means over the alphas, as TrackEval reports them)."""
+    tp, fn, fp = (np.asarray(counts[k], dtype=float) for k in ("hota_tp", "hota_fn", "hota_fp"))
+    assa, assre, asspr = (np.asarray(counts[k], dtype=float) / np.maximum(1, tp)
+                          for k in ("hota_assa_sum", "hota_assre_sum", "hota_asspr_sum"))
+    deta = tp / np.maximum(1, tp + fn + fp)
+    loca = np.maximum(1e-10, np.asarray(counts["hota_loca_sum"], dtype=float)) / np.maximum(1e-10, tp)
+    per_alpha = {"hota": np.sqrt(deta * assa), "deta": deta, "assa": assa, "detre": tp / np.maximum(1, tp + fn),
+                 "detpr": tp / np.maximum(1, tp + fp), "assre": assre, "asspr": asspr, "loca": loca}
+    return {k: float(np.mean(v)) for k, v in per_alpha.items()}
+
+
+def evaluate_sequence(gt: pd.DataFrame, tr: pd.DataFrame) -> dict[str, Any]:
     """All counts (see the module docstring) of tracker boxes `tr` against ground truth `gt` for one sequence.
 
-    Both DataFrames need columns frame, track_id, x, y, w, h; other columns are ignored.
+    Both DataFrames need columns frame, track_id, x, y, w, h; ground truth may also have consider and
+    object_class (MOTChallenge 16/17/20, see `preprocess`); other columns are ignored.
     """
     gt_clean, gt_dups = _clean(gt)
     tr_clean, tr_dups = _clean(tr)
-    frames = list(frames_of(gt_clean, tr_clean))
-    return {**clear_counts(frames), **identity_counts(frames), "dup_rows": gt_dups + tr_dups}
+    gt_kept, tr_kept = preprocess(gt_clean, tr_clean)
+    frames = list(frames_of(gt_kept, tr_kept))
+    return {**clear_counts(frames), **identity_counts(frames), "dup_rows": gt_dups + tr_dups,
+            **hota_counts(frames)}
 
 
-def sum_counts(per_sequence: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    """Counts summed key by key over sequences (keys of COUNT_KEYS; a missing key counts as 0)."""
+def sum_counts(per_sequence: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts summed key by key over sequences (keys of COUNT_KEYS; a missing key counts as 0; HOTA's
+    parts are summed alpha by alpha)."""
     rows = list(per_sequence)
-    return {k: sum(row.get(k, 0) for row in rows) for k in COUNT_KEYS}
+    total: dict[str, Any] = {}
+    for k in COUNT_KEYS:
+        total[k] = 0
+        for row in rows:
+            if k in row:
+                total[k] = total[k] + (np.asarray(row[k], dtype=float) if k in HOTA_KEYS else row[k])
+    return total
 
 
 def _ratio(numerator: float, denominator: float) -> float:

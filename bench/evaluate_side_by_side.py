@@ -1,17 +1,22 @@
-"""Detection evaluation at scale: scenelake (Spark, jobs/evaluate's transforms) against pycocotools.
+"""Detection evaluation at scale: scenelake (Spark, jobs/evaluate's transforms) against the references.
 
 Generates N predictions with their ground truth (COCO-like: 3 classes, ~25 detections per frame,
 crowd objects, tied scores, some frames with more than 100 detections), writes them once as
-Parquet, then runs side by side, each in its own process so its peak memory is its own:
+Parquet, then runs side by side, one after the other, each in its own process so its peak
+memory is its own:
 
-  pycocotools  COCOeval evaluate() + accumulate() + summarize() on the same records
-  scenelake    Spark: detection_matches -> Delta, detection_curves -> summarize
+  scenelake         Spark: detection_matches -> Delta, detection_curves -> summarize
+  faster-coco-eval  COCO() + loadRes() + COCOeval_faster evaluate/accumulate/summarize (C++, every core)
+  pycocotools       COCO() + loadRes() + COCOeval evaluate/accumulate/summarize
 
-and prints wall time, peak resident memory (the whole process tree: Spark's JVM and Python
-workers included) and the ratio, and checks that the 12 numbers agree to 1e-9. Usage:
+The references start from the records as COCO dicts in memory (what json.load of the files gives);
+scenelake from the Parquet files. Prints wall time, peak resident memory (the whole process tree:
+Spark's JVM and Python workers included), each reference's numbers' largest difference from
+scenelake's, the ratios, and how many matching tasks Spark ran at once (its event log). Usage:
 
-  .venv/bin/python bench/evaluate_vs_pycocotools.py --predictions 1000000
-  .venv/bin/python bench/evaluate_vs_pycocotools.py --predictions 10000000 --skip-pycocotools
+  .venv/bin/python bench/evaluate_side_by_side.py --predictions 1000000
+  .venv/bin/python bench/evaluate_side_by_side.py --predictions 10000000 --engines scenelake,faster-coco-eval
+  .venv/bin/python bench/evaluate_side_by_side.py --predictions 1000000 --frames-per-capture 0  # one dataset
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FRAMES_PER_CAPTURE = 200
 
 
-def generate(predictions: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def generate(predictions: int, seed: int, frames_per_capture: int = FRAMES_PER_CAPTURE,
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Vectorised COCO-like data: (gt, dt) with capture_id, frame_index, category_id, boxes, order."""
     rng = np.random.default_rng(seed)
     groups = max(1, predictions // 8)  # (frame, class) groups, ~8 detections each
@@ -71,38 +77,66 @@ def generate(predictions: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
                        "score": np.round(rng.random(len(d_group)), 3)})
     dt = dt.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     for df in (gt, dt):
-        df["capture_id"] = [f"cap-{c:05d}" for c in df["frame_index"] // FRAMES_PER_CAPTURE]
+        df["capture_id"] = ([f"cap-{c:05d}" for c in df["frame_index"] // frames_per_capture]
+                            if frames_per_capture else "dataset")
         df["order"] = np.arange(len(df))
         df["id"] = np.arange(1, len(df) + 1)
     return gt, dt
 
 
-def run_pycocotools(folder: Path) -> dict[str, object]:
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+def coco_inputs(folder: Path) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """The benchmark's records as a COCO ground-truth dict and a COCO results list (what a user's files hold)."""
     gt = pd.read_parquet(folder / "gt.parquet")
     dt = pd.read_parquet(folder / "dt.parquet")
-    started = time.monotonic()
-    coco_gt = COCO()
     images = sorted(set(gt["frame_index"]) | set(dt["frame_index"]))
-    coco_gt.dataset = {
+    dataset = {
         "images": [{"id": int(i)} for i in images], "categories": [{"id": c} for c in (1, 2, 3)],
         "annotations": [{"id": int(i), "image_id": int(f), "category_id": int(c), "bbox": [x, y, w, h],
                          "area": a, "iscrowd": int(k)}
                         for i, f, c, x, y, w, h, a, k in zip(gt["id"], gt["frame_index"], gt["category_id"], gt["x"],
                                                              gt["y"], gt["w"], gt["h"], gt["area"], gt["is_crowd"],
                                                              strict=True)]}
+    results = [{"image_id": int(f), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
+               for f, c, x, y, w, h, s in zip(dt["frame_index"], dt["category_id"], dt["x"], dt["y"], dt["w"],
+                                              dt["h"], dt["score"], strict=True)]
+    return dataset, results
+
+
+def run_pycocotools(folder: Path) -> dict[str, object]:
+    """pycocotools: index the ground truth, load the results, evaluate, accumulate, summarize."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    dataset, results = coco_inputs(folder)
+    started = time.monotonic()
     with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = dataset
         coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([{"image_id": int(f), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
-                                   for f, c, x, y, w, h, s in zip(dt["frame_index"], dt["category_id"], dt["x"],
-                                                                  dt["y"], dt["w"], dt["h"], dt["score"],
-                                                                  strict=True)])
+        coco_dt = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {"seconds": time.monotonic() - started, "stats": [float(s) for s in evaluator.stats]}
+
+
+def run_faster_coco_eval(folder: Path) -> dict[str, object]:
+    """faster-coco-eval (C++ evaluate and accumulate, on every core): the same steps on the same dicts."""
+    import contextlib
+    import io
+
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    dataset, results = coco_inputs(folder)
+    started = time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(dataset)
+        coco_dt = coco_gt.loadRes(results)
+        evaluator = COCOeval_faster(coco_gt, coco_dt, "bbox")
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -117,8 +151,11 @@ def run_scenelake(folder: Path) -> dict[str, object]:
     from scenelake.spark import get_spark
 
     settings = load_settings().with_overrides(lake_root=str(folder / "lake"))
-    spark = get_spark("bench-evaluate", settings, extra_conf={"spark.driver.memory": "6g",
-                                                              "spark.sql.shuffle.partitions": "8"})
+    events = folder / "events"
+    events.mkdir(exist_ok=True)
+    spark = get_spark("bench-evaluate", settings, extra_conf={
+        "spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "8",
+        "spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri()})
     spark.sparkContext.setLogLevel("ERROR")
     gt = spark.read.parquet(str(folder / "gt.parquet"))
     dt = spark.read.parquet(str(folder / "dt.parquet"))
@@ -135,12 +172,37 @@ def run_scenelake(folder: Path) -> dict[str, object]:
               .withColumn("labelled", F.lit(True)))
     scoped = evaluation.scope(frames, predictions).cache()
     matches = evaluation.detection_matches(scoped, annotations, predictions)
+    spark.sparkContext.setJobGroup("matching", "detection_matches written to Delta")
     delta_io.replace_where(spark, settings, "gold.detection_matches", matches, "run_id = 'bench'")
     matched = time.monotonic() - started
+    spark.sparkContext.setJobGroup("accumulating", "detection_curves")
     curves = evaluation.detection_curves(delta_io.read_table(spark, settings, "gold.detection_matches")).toPandas()
     stats = coco_eval.summarize(curves)
-    return {"seconds": time.monotonic() - started, "match_seconds": matched,
-            "stats": [stats[name] for name, *_ in coco_eval.STATS]}
+    seconds = time.monotonic() - started
+    spark.stop()
+    return {"seconds": seconds, "match_seconds": matched, "stats": [stats[name] for name, *_ in coco_eval.STATS],
+            "matching_tasks_at_once": most_tasks_at_once(events, "matching")}
+
+
+def most_tasks_at_once(events: Path, group: str) -> int:
+    """The most tasks of a job group's stages that ran at the same moment, from Spark's event log."""
+    stages: set[int] = set()
+    spans: list[tuple[int, int]] = []
+    for log in events.iterdir():
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            kind = event.get("Event")
+            if kind == "SparkListenerJobStart" and (event.get("Properties") or {}).get("spark.jobGroup.id") == group:
+                stages.update(event["Stage IDs"])
+            elif kind == "SparkListenerTaskEnd" and event["Stage ID"] in stages:
+                info = event["Task Info"]
+                spans.append((info["Launch Time"], info["Finish Time"]))
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
 
 
 def tree_rss_kib(pid: int) -> int:
@@ -171,42 +233,59 @@ def measured(engine: str, folder: Path) -> dict[str, object]:
     return {**json.loads(out.read_text()), "peak_mib": peak / 1024}
 
 
+ENGINES = {"scenelake": run_scenelake, "faster-coco-eval": run_faster_coco_eval, "pycocotools": run_pycocotools}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--skip-pycocotools", action="store_true", help="only scenelake (e.g. at 10 million)")
-    parser.add_argument("--engine", choices=["pycocotools", "scenelake"], help=argparse.SUPPRESS)
+    parser.add_argument("--frames-per-capture", type=int, default=FRAMES_PER_CAPTURE,
+                        help="frames per capture (0: the whole set is one capture, as one imported COCO dataset)")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help="comma-separated, from: " + ", ".join(ENGINES) + " (e.g. scenelake alone at 10 million)")
+    parser.add_argument("--engine", choices=list(ENGINES), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine:
-        result = (run_pycocotools if args.engine == "pycocotools" else run_scenelake)(args.folder)
+        result = ENGINES[args.engine](args.folder)
         (args.folder / f"{args.engine}.json").write_text(json.dumps(result))
         return 0
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown:
+        parser.error(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINES)}")
 
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
         folder = Path(tmp)
-        gt, dt = generate(args.predictions, args.seed)
+        gt, dt = generate(args.predictions, args.seed, args.frames_per_capture)
         gt.to_parquet(folder / "gt.parquet")
         dt.to_parquet(folder / "dt.parquet")
         print(f"data: {len(dt):,} predictions, {len(gt):,} ground-truth objects, "
               f"{dt['frame_index'].nunique():,} frames, {dt['capture_id'].nunique()} captures")
         del gt, dt
-        results = {"scenelake": measured("scenelake", folder)}
-        if not args.skip_pycocotools:
-            results["pycocotools"] = measured("pycocotools", folder)
+        results = {}
+        for engine in engines:  # one at a time: each has the machine to itself
+            results[engine] = measured(engine, folder)
+            print(f"  {engine} done", flush=True)
+    print(f"\n{'engine':18} {'seconds':>9} {'peak MiB':>9}  {'max |diff| vs scenelake':>24}  notes")
+    ours = results.get("scenelake")
     for engine, r in results.items():
         if "failed" in r:
-            print(f"{engine:12} FAILED ({r['failed']}), peak {r['peak_mib']:.0f} MiB")
-        else:
-            extra = f" (matching {r['match_seconds']:.1f} s)" if "match_seconds" in r else ""
-            print(f"{engine:12} {r['seconds']:8.1f} s{extra}  peak {r['peak_mib']:.0f} MiB")
-    ours, ref = results["scenelake"], results.get("pycocotools")
-    if ref and "failed" not in ref and "failed" not in ours:
-        diff = max(abs(a - b) for a, b in zip(ours["stats"], ref["stats"], strict=True))  # type: ignore[arg-type]
-        print(f"ratio pycocotools/scenelake wall time: {ref['seconds'] / ours['seconds']:.2f}x "  # type: ignore[operator]
-              f"(peak memory {ref['peak_mib'] / ours['peak_mib']:.2f}x); "  # type: ignore[operator]
-              f"max |difference| of the 12 numbers: {diff:.1e}")
+            print(f"{engine:18} FAILED ({r['failed']}), peak {r['peak_mib']:.0f} MiB")
+            continue
+        diff = ""
+        if ours and engine != "scenelake" and "failed" not in ours:
+            diff = f"{max(abs(a - b) for a, b in zip(ours['stats'], r['stats'], strict=True)):.1e}"  # type: ignore[arg-type]
+        notes = ""
+        if "match_seconds" in r:
+            notes = f"matching {r['match_seconds']:.1f} s on up to {r['matching_tasks_at_once']} tasks at once"
+        print(f"{engine:18} {r['seconds']:9.1f} {r['peak_mib']:9.0f}  {diff:>24}  {notes}")
+    if ours and "failed" not in ours:
+        for engine, r in results.items():
+            if engine != "scenelake" and "failed" not in r:
+                print(f"ratio {engine}/scenelake wall time: {r['seconds'] / ours['seconds']:.2f}x "  # type: ignore[operator]
+                      f"(peak memory {r['peak_mib'] / ours['peak_mib']:.2f}x)")  # type: ignore[operator]
     return 0
 
 
