@@ -155,7 +155,8 @@ def run_scenelake(folder: Path) -> dict[str, object]:
     events.mkdir(exist_ok=True)
     spark = get_spark("bench-evaluate", settings, extra_conf={
         "spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "8",
-        "spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri()})
+        "spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(),
+        "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"})
     spark.sparkContext.setLogLevel("ERROR")
     gt = spark.read.parquet(str(folder / "gt.parquet"))
     dt = spark.read.parquet(str(folder / "dt.parquet"))
@@ -188,7 +189,7 @@ def most_tasks_at_once(events: Path, group: str) -> int:
     """The most tasks of a job group's stages that ran at the same moment, from Spark's event log."""
     stages: set[int] = set()
     spans: list[tuple[int, int]] = []
-    for log in events.iterdir():
+    for log in (p for p in events.rglob("*") if p.is_file() and not p.name.startswith("appstatus")):
         for line in log.read_text().splitlines():
             event = json.loads(line)
             kind = event.get("Event")

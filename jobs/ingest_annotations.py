@@ -83,9 +83,12 @@ def mot_annotations(rows: DataFrame) -> DataFrame:
         # MOT17+ marks regions to ignore with conf 0; they behave like COCO crowd regions.
         F.coalesce(F.col("conf") == 0, F.lit(False)).alias("is_crowd"),
         F.lit(None).cast("array<double>").alias("keypoints"), F.lit(None).cast("int").alias("num_keypoints"),
-        F.col("id").cast("long").alias("track_id"), F.lit(None).cast("double").alias("visibility"),
+        F.col("id").cast("long").alias("track_id"), "visibility", "object_class",
         batch.alias("label_batch"), F.lit(None).cast("map<string,string>").alias("extra"),
-        "source_file", "section", "record_no", "payload", "loaded_at", "rule")
+        "source_file", "section", "record_no", "payload", "loaded_at",
+        # A 9-column line (MOT16/17/20) names one of the 13 MOTChallenge classes; anything else cannot be evaluated.
+        F.coalesce("rule", F.when((F.size("f") == 9) & ~F.coalesce(F.col("object_class").between(1, 13), F.lit(False)),
+                                  F.lit("range:object_class_in_1_13"))).alias("rule"))
 
 
 def mot_frames(rows: DataFrame) -> DataFrame:
@@ -147,6 +150,7 @@ def coco_annotations(records: DataFrame) -> DataFrame:
         F.coalesce(F.col("a.iscrowd") == 1, F.lit(False)).alias("is_crowd"),
         F.col("a.keypoints").alias("keypoints"), F.col("a.num_keypoints").alias("num_keypoints"),
         F.lit(None).cast("long").alias("track_id"), F.lit(None).cast("double").alias("visibility"),
+        F.lit(None).cast("int").alias("object_class"),
         batch.alias("label_batch"), ingest.extra_fields(F.col("payload"), COCO_ANNOTATION_FIELDS).alias("extra"),
         "source_file", "section", "record_no", "payload", "loaded_at", rule.alias("rule"))
 

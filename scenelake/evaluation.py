@@ -136,33 +136,40 @@ def metrics_rows(curves: pd.DataFrame, names: dict[int, str], frames: dict[str, 
 
 
 TRACKING_IN = ["frame", "track_id", "x", "y", "w", "h"]
+GT_CLASSES = ["consider", "object_class"]
 TRACKING_COUNTS = ["gt_ids", "gt_dets", "tr_dets", "tp", "fp", "fn", "idsw", "frag", "mt", "pt", "ml", "motp_sum",
                    "idtp", "idfp", "idfn"]
+HOTA_PARTS = list(mot_eval.HOTA_KEYS)
 SEQUENCE_SCHEMA = T.StructType([T.StructField("run_id", T.StringType()), T.StructField("capture_id", T.StringType()),
                                 T.StructField("num_frames", T.LongType())]
-                               + [T.StructField(c, T.DoubleType()) for c in TRACKING_COUNTS])
+                               + [T.StructField(c, T.DoubleType()) for c in TRACKING_COUNTS]
+                               + [T.StructField(c, T.ArrayType(T.DoubleType())) for c in HOTA_PARTS])
 
 
 def _track_sequence(tr: pd.DataFrame, gt: pd.DataFrame) -> pd.DataFrame:
     if not len(tr):  # a detector run, or a capture the tracker did not run on
         return pd.DataFrame(columns=SEQUENCE_SCHEMA.fieldNames())
     run_id, capture_id = tr[RUN_CAPTURE].iloc[0]
-    counts = mot_eval.evaluate_sequence(gt.rename(columns={"frame_index": "frame"})[TRACKING_IN],
+    counts = mot_eval.evaluate_sequence(gt.rename(columns={"frame_index": "frame"})[[*TRACKING_IN, *GT_CLASSES]],
                                         tr.rename(columns={"frame_index": "frame"})[TRACKING_IN])
-    frames = len(set(gt["frame_index"]) | set(tr["frame_index"]))
+    frames = len(set(gt.loc[gt["consider"] != 0, "frame_index"]) | set(tr["frame_index"]))
     return pd.DataFrame([{"run_id": run_id, "capture_id": capture_id, "num_frames": frames,
-                          **{c: float(counts[c]) for c in TRACKING_COUNTS}}])
+                          **{c: float(counts[c]) for c in TRACKING_COUNTS},
+                          **{c: [float(v) for v in counts[c]] for c in HOTA_PARTS}}])
 
 
 def tracking_counts(scoped: DataFrame, annotations: DataFrame, predictions: DataFrame) -> DataFrame:
     """CLEAR-MOT and identity counts per (run, capture) for runs whose predictions carry track ids.
 
-    Ground truth: the non-crowd objects with a track id on the run's labelled frames.
+    Ground truth: the objects with a track id on the run's labelled frames; crowd (MOT consider = 0) objects
+    and, in MOTChallenge 16/17/20 files, other classes than pedestrian are not evaluated, but a tracker box
+    matched to a distractor class is removed first (scenelake.mot_eval.preprocess).
     """
     tr = (predictions.where(F.col("track_id").isNotNull()).join(scoped, ["run_id", *FRAME], "left_semi")
           .select("run_id", *FRAME, "track_id", "x", "y", "w", "h"))
-    gt = (annotations.where(F.col("track_id").isNotNull() & ~F.col("is_crowd")).join(scoped, FRAME)
-          .select("run_id", *FRAME, "track_id", "x", "y", "w", "h"))
+    gt = (annotations.where(F.col("track_id").isNotNull()).join(scoped, FRAME)
+          .select("run_id", *FRAME, "track_id", "x", "y", "w", "h",
+                  F.when(F.col("is_crowd"), 0).otherwise(1).alias("consider"), "object_class"))
     return tr.groupBy(*RUN_CAPTURE).cogroup(gt.groupBy(*RUN_CAPTURE)).applyInPandas(_track_sequence, SEQUENCE_SCHEMA)
 
 
@@ -170,12 +177,13 @@ def tracking_rows(sequences: pd.DataFrame) -> list[dict[str, object]]:
     """gold.tracking_metrics rows: one per (run, capture) and an overall row per run (capture_id 'all')."""
     rows = []
     for run_id, part in sequences.groupby("run_id", sort=True):
-        per = [(str(r["capture_id"]), int(r["num_frames"]), {c: r[c] for c in TRACKING_COUNTS})
+        per = [(str(r["capture_id"]), int(r["num_frames"]), {c: r[c] for c in [*TRACKING_COUNTS, *HOTA_PARTS]})
                for _, r in part.sort_values("capture_id").iterrows()]
         total = mot_eval.sum_counts(c for _, _, c in per)
         for capture_id, frames, counts in [*per, ("all", sum(f for _, f, _ in per), total)]:
             ratios = {k: (None if np.isnan(v) else float(v)) for k, v in mot_eval.ratios(counts).items()}
             rows.append({"run_id": run_id, "capture_id": capture_id, "num_frames": frames,
                          **{c: int(round(counts[c])) for c in TRACKING_COUNTS if c != "motp_sum"},
-                         "motp_sum": float(counts["motp_sum"]), **ratios})
+                         "motp_sum": float(counts["motp_sum"]), **ratios, **mot_eval.hota_ratios(counts),
+                         **{c: [float(v) for v in counts[c]] for c in HOTA_PARTS}})
     return rows

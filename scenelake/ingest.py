@@ -422,6 +422,11 @@ def mot_rows(records: DataFrame) -> DataFrame:
     typed = {name: F.expr(f"try_cast(trim(try_element_at(f, {i + 1})) as double)")
              for i, name in enumerate(["frame", "id", "x", "y", "w", "h", "conf"])}
     df = df.select("*", *[v.alias(k) for k, v in typed.items()])
+    # MOTChallenge 16/17/20 ground truth has 9 columns: ...,consider,class,visibility. MOT15 files and tracker
+    # output have 10 (world coordinates, -1) and no class. (Ground truth checks the class: ingest_annotations.)
+    classed = F.size("f") == 9
+    df = df.select("*", F.when(classed, F.expr("try_cast(trim(try_element_at(f, 8)) as int)")).alias("object_class"),
+                   F.when(classed, F.expr("try_cast(trim(try_element_at(f, 9)) as double)")).alias("visibility"))
     rule = first_failed_rule(
         ("malformed_csv", F.size("f") < 6),
         *[(f"type:{k}", F.col(k).isNull()) for k in ["frame", "id", "x", "y", "w", "h"]],

@@ -1,6 +1,6 @@
 """pycocotools as the oracle, and random COCO-like data that stresses its corner cases.
 
-Used by the evaluation tests and by `bench/evaluate_vs_pycocotools.py`; pycocotools is a test
+Used by the evaluation tests; pycocotools is a test
 dependency only, never imported by scenelake itself.
 """
 

@@ -57,6 +57,26 @@ def test_mot_metrics_equal_the_devkit(spark, evaluated: Settings) -> None:  # ty
                 assert got[column] == pytest.approx(numbers[key], abs=expected["tolerance"]), (sequence, key)
 
 
+def test_hota_equals_trackeval(spark, evaluated: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """HOTA and its parts in gold.tracking_metrics, per sequence and for the run ('all'), equal TrackEval's."""
+    import pandas as pd
+
+    from scenelake.mot_eval import HOTA_RATIO_KEYS
+    from tests.trackeval_reference import evaluate as trackeval
+
+    names = ["frame", "track_id", "x", "y", "w", "h", "consider", "object_class", "visibility", "wz"]
+    sequences = {seq: (pd.read_csv(ORACLES / "mot15-tud" / seq / "gt.txt", header=None, names=names),
+                       pd.read_csv(ORACLES / "mot15-tud" / seq / "test.txt", header=None, names=names))
+                 for seq in ("TUD-Campus", "TUD-Stadtmitte")}
+    reference = trackeval(tmp_path, sequences, "MOT15")
+    rows = {r["capture_id"]: r.asDict() for r in delta_io.read_table(spark, evaluated, "gold.tracking_metrics")
+            .where("run_id = 'mot15-tracker'").collect()}
+    for capture, seq in (("TUD-Campus", "TUD-Campus"), ("TUD-Stadtmitte", "TUD-Stadtmitte"), ("all", "COMBINED_SEQ")):
+        got = {k: rows[capture][k] for k in HOTA_RATIO_KEYS}
+        assert got == pytest.approx({k: reference[seq][k] for k in HOTA_RATIO_KEYS}, abs=1e-6, rel=0), capture
+        assert len(rows[capture]["hota_tp"]) == 19
+
+
 def test_rerun_is_a_no_op(spark, evaluated: Settings) -> None:  # type: ignore[no-untyped-def]
     tables = ["gold.detection_matches", "gold.detection_metrics", "gold.tracking_metrics"]
     before = {t: delta_io.table_version(spark, evaluated, t) for t in tables}

@@ -8,7 +8,7 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.ingest_annotations import coco_annotations, coco_frames, redelivered_rows
+from jobs.ingest_annotations import coco_annotations, coco_frames, mot_annotations, redelivered_rows
 from jobs.ingest_predictions import predictions
 from scenelake.contracts import Column
 from scenelake.ingest import (
@@ -84,6 +84,16 @@ def test_mot_line_rules(spark) -> None:  # type: ignore[no-untyped-def]
     got = mot_rows(records(spark, [("gt.txt", "mot", "rows", i + 1, ln) for i, ln in enumerate(lines)]))
     assert [r.rule for r in got.orderBy("record_no").collect()] == [
         None, "malformed_csv", "type:frame", "type:frame", "range:frame>=1", "range:w>=0", None]
+
+
+def test_mot17_ground_truth_keeps_class_and_visibility_and_refuses_an_unknown_class(spark) -> None:  # type: ignore[no-untyped-def]
+    lines = ["1,1,399,182,121,229,1,1,0.83", "1,2,10,20,30,40,0,7,0.5", "1,3,10,20,30,40,0,14,1",
+             "1,4,10,20,30,40,0,x,1", "1,5,399,182,121,229,1,-1,-1,-1"]
+    rows = mot_rows(records(spark, [("gt.txt", "mot", "rows", i + 1, ln) for i, ln in enumerate(lines)]))
+    got = mot_annotations(rows).orderBy("record_no").collect()
+    assert [(r.object_class, r.visibility, r.is_crowd, r.rule) for r in got] == [
+        (1, 0.83, False, None), (7, 0.5, True, None), (14, 1.0, True, "range:object_class_in_1_13"),
+        (None, 1.0, True, "range:object_class_in_1_13"), (None, None, False, None)]
 
 
 def test_truncated_json_document_is_one_file_record_holding_the_text(spark) -> None:  # type: ignore[no-untyped-def]
