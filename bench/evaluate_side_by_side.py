@@ -102,45 +102,36 @@ def coco_inputs(folder: Path) -> tuple[dict[str, object], list[dict[str, object]
     return dataset, results
 
 
-def run_pycocotools(folder: Path) -> dict[str, object]:
-    """pycocotools: index the ground truth, load the results, evaluate, accumulate, summarize."""
+def run_reference(folder: Path, coco_class: type, eval_class: type) -> dict[str, object]:
+    """A COCO-API evaluator on the dicts: index the ground truth, load the results, evaluate, accumulate, summarize."""
     import contextlib
     import io
 
+    dataset, results = coco_inputs(folder)
+    started = time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = coco_class()
+        coco_gt.dataset = dataset
+        coco_gt.createIndex()
+        evaluator = eval_class(coco_gt, coco_gt.loadRes(results), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {"seconds": time.monotonic() - started, "stats": [float(s) for s in evaluator.stats]}
+
+
+def run_pycocotools(folder: Path) -> dict[str, object]:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    dataset, results = coco_inputs(folder)
-    started = time.monotonic()
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = dataset
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(results)
-        evaluator = COCOeval(coco_gt, coco_dt, "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {"seconds": time.monotonic() - started, "stats": [float(s) for s in evaluator.stats]}
+    return run_reference(folder, COCO, COCOeval)
 
 
 def run_faster_coco_eval(folder: Path) -> dict[str, object]:
-    """faster-coco-eval (C++ evaluate and accumulate, on every core): the same steps on the same dicts."""
-    import contextlib
-    import io
-
+    """faster-coco-eval: C++ evaluate and accumulate, on every core."""
     from faster_coco_eval import COCO, COCOeval_faster
 
-    dataset, results = coco_inputs(folder)
-    started = time.monotonic()
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO(dataset)
-        coco_dt = coco_gt.loadRes(results)
-        evaluator = COCOeval_faster(coco_gt, coco_dt, "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {"seconds": time.monotonic() - started, "stats": [float(s) for s in evaluator.stats]}
+    return run_reference(folder, COCO, COCOeval_faster)
 
 
 def run_scenelake(folder: Path) -> dict[str, object]:
@@ -269,23 +260,24 @@ def main() -> int:
         for engine in engines:  # one at a time: each has the machine to itself
             results[engine] = measured(engine, folder)
             print(f"  {engine} done", flush=True)
-    print(f"\n{'engine':18} {'seconds':>9} {'peak MiB':>9}  {'max |diff| vs scenelake':>24}  notes")
-    ours = results.get("scenelake")
+    first = engines[0]  # the others' numbers are compared with the first engine's (scenelake by default)
+    print(f"\n{'engine':18} {'seconds':>9} {'peak MiB':>9}  {'max |diff| vs ' + first:>28}  notes")
+    ours = results[first]
     for engine, r in results.items():
         if "failed" in r:
             print(f"{engine:18} FAILED ({r['failed']}), peak {r['peak_mib']:.0f} MiB")
             continue
         diff = ""
-        if ours and engine != "scenelake" and "failed" not in ours:
+        if engine != first and "failed" not in ours:
             diff = f"{max(abs(a - b) for a, b in zip(ours['stats'], r['stats'], strict=True)):.1e}"  # type: ignore[arg-type]
         notes = ""
         if "match_seconds" in r:
             notes = f"matching {r['match_seconds']:.1f} s on up to {r['matching_tasks_at_once']} tasks at once"
-        print(f"{engine:18} {r['seconds']:9.1f} {r['peak_mib']:9.0f}  {diff:>24}  {notes}")
-    if ours and "failed" not in ours:
+        print(f"{engine:18} {r['seconds']:9.1f} {r['peak_mib']:9.0f}  {diff:>28}  {notes}")
+    if "failed" not in ours:
         for engine, r in results.items():
-            if engine != "scenelake" and "failed" not in r:
-                print(f"ratio {engine}/scenelake wall time: {r['seconds'] / ours['seconds']:.2f}x "  # type: ignore[operator]
+            if engine != first and "failed" not in r:
+                print(f"ratio {engine}/{first} wall time: {r['seconds'] / ours['seconds']:.2f}x "  # type: ignore[operator]
                       f"(peak memory {r['peak_mib'] / ours['peak_mib']:.2f}x)")  # type: ignore[operator]
     return 0
 
