@@ -2,8 +2,9 @@
 
 Scope of a model run: the labelled frames (silver.frames.labelled) of every capture the run has
 predictions for; predictions on frames that are not labelled are not evaluated. Frames and
-classes are processed by grouped pandas UDFs (one Spark group per run and capture for matching,
-per run and class for accumulation) that call the numpy cores in `coco_eval` and `mot_eval`.
+classes are processed by grouped pandas UDFs (one Spark group per run, capture and block of
+FRAME_BLOCK frames for matching, per run and class for accumulation) that call the numpy cores in
+`coco_eval` and `mot_eval`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from scenelake.contracts import contract
 
 RUN_CAPTURE = ["run_id", "capture_id"]
 FRAME = ["capture_id", "frame_index"]
+# Matching is per frame and class, so a capture is matched in blocks of this many consecutive frame
+# indices: one imported COCO dataset (one capture of any size) spreads over every core, and a task holds
+# one block's records, not a whole capture's. Video captures of up to this many frames stay one group.
+FRAME_BLOCK = 1024
+MATCH_GROUP = [*RUN_CAPTURE, "frame_block"]
 CURVE_SCHEMA = T.StructType([
     T.StructField("run_id", T.StringType()), T.StructField("category_id", T.LongType()),
     T.StructField("area", T.StringType()), T.StructField("max_dets", T.IntegerType()),
@@ -52,7 +58,10 @@ def _file_order(df: pd.DataFrame) -> np.ndarray:
 
 
 def _match_capture(dt: pd.DataFrame, gt: pd.DataFrame) -> pd.DataFrame:
-    """One run's predictions and the ground truth of one capture -> gold.detection_matches rows."""
+    """One run's predictions and the ground truth of one block of a capture's frames -> gold.detection_matches rows.
+
+    Ties in score keep file order, which only matters between detections of the same frame: the order
+    taken within a block is the order within the file."""
     run_id, capture_id = (dt if len(dt) else gt)[RUN_CAPTURE].iloc[0]
     gt_in = gt.assign(order=_file_order(gt), id=gt["annotation_id"])
     dt_in = dt.assign(order=_file_order(dt), id=dt["prediction_id"])
@@ -89,7 +98,9 @@ def detection_matches(scoped: DataFrame, annotations: DataFrame, predictions: Da
           .select("run_id", *FRAME, "prediction_id", "category_id", "category", "x", "y", "w", "h", "score",
                   "source_file", "record_no"))
     schema = contract("gold.detection_matches").spark_schema()
-    return dt.groupBy(*RUN_CAPTURE).cogroup(gt.groupBy(*RUN_CAPTURE)).applyInPandas(_match_capture, schema)
+    block = F.floor(F.col("frame_index") / FRAME_BLOCK).alias("frame_block")
+    dt, gt = dt.select("*", block), gt.select("*", block)
+    return dt.groupBy(*MATCH_GROUP).cogroup(gt.groupBy(*MATCH_GROUP)).applyInPandas(_match_capture, schema)
 
 
 def _class_curves(dets: pd.DataFrame, gts: pd.DataFrame) -> pd.DataFrame:

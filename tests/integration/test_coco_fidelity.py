@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from scenelake import delta_io, ingest
+from scenelake import delta_io, evaluation, ingest
 from scenelake.settings import Settings
 from tests.coco_reference import pycocotools_stats, random_dataset
 from tests.conftest import run_cli
@@ -55,8 +55,13 @@ def evaluated(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactor
          "score": r.score} for r in dt.sort_values("order").itertuples()]))
     run_cli(lake, "import", "coco", "--annotations", str(root / "gt.json"), "--results", str(root / "dt.json"),
             "--dataset", "fidelity", "--run-id", "fidelity-run", "--model-name", "m", "--model-version", "1")
-    for job in (annotations_job, predictions_job, evaluate_job):
+    for job in (annotations_job, predictions_job):
         job.run(spark, lake, progress=ingest.silent)
+    # The dataset is one capture of 40 images: blocks of 7 frames make it 6 matching groups (a real dataset
+    # of 50k images, 49 blocks of 1,024), whose results must be those of one.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluation, "FRAME_BLOCK", 7)
+        evaluate_job.run(spark, lake, progress=ingest.silent)
     return lake, gt, dt, images
 
 
