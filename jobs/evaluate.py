@@ -178,7 +178,8 @@ def _with_stored_sequences(spark: SparkSession, settings: Settings, fresh: pd.Da
     and the stored ones of every other capture (the run's `all` row sums them all)."""
     if not delta_io.table_exists(spark, settings, TRACKING):
         return fresh
-    columns = ["run_id", "capture_id", "num_frames", *evaluation.TRACKING_COUNTS]
+    # The per-alpha HOTA parts too: the run's `all` row sums them over its captures like the counts.
+    columns = ["run_id", "capture_id", "num_frames", *evaluation.TRACKING_COUNTS, *evaluation.HOTA_PARTS]
     stored = pd.DataFrame(delta_io.read_table(spark, settings, TRACKING)
                           .where(F.col("run_id").isin(sorted(groups)) & (F.col("capture_id") != "all"))
                           .select(*columns).toPandas())
