@@ -77,7 +77,7 @@ class AccessError(Exception):
 def column_access(role: Role, table: Contract, column: str) -> str:
     """How `role` sees `table.column`: ALLOW, MASK or DENY (DENY also when the table is not readable).
     A raw map with safe keys is masked (to those keys) for a role that would be denied raw records."""
-    if table.layer not in role.reads:
+    if not readable(role, table):
         return DENY
     col = table.column(column)
     if not col.pii:
@@ -86,14 +86,21 @@ def column_access(role: Role, table: Contract, column: str) -> str:
     return MASK if access == DENY and col.safe_keys else access
 
 
+def readable(role: Role, table: Contract) -> bool:
+    """Whether `role` may read `table` at all: its layer, and the table's own `readers` when it names them."""
+    if role.writes:
+        return True
+    return table.layer in role.reads and (not table.readers or role.name in table.readers)
+
+
 # The Delta connector's hidden tables (Trino 476) a reader may read where it reads the whole table.
 METADATA_TABLES = ("history", "transactions", "properties", "partitions")
 
 
 def metadata_access(role: Role, table: Contract) -> str:
     """How `role` sees the hidden tables of `table`: ALLOW only when it reads every column unmasked."""
-    readable = all(column_access(role, table, c.name) == ALLOW for c in table.columns)
-    return ALLOW if table.layer in role.reads and readable else DENY
+    whole = all(column_access(role, table, c.name) == ALLOW for c in table.columns)
+    return ALLOW if readable(role, table) and whole else DENY
 
 
 KEY_TABLE = ("ops", "mask_keys")
@@ -215,10 +222,10 @@ def rules(catalog: str, contracts: Mapping[str, Contract] | None = None) -> dict
         group = re.escape(role.name)
         for table in contracts.values():
             where = {"group": group, "catalog": cat, "schema": re.escape(table.layer)}
-            if any(c.pii for c in table.columns):
+            if any(c.pii for c in table.columns) or table.readers:
                 # Before the layer rule: the first matching rule wins.
                 rule: dict[str, Any] = {**where, "table": re.escape(table.table), "privileges": []}
-                if table.layer in role.reads:
+                if readable(role, table):
                     rule.update(privileges=["SELECT"], columns=_column_rules(role, table, catalog))
                 tables.append(rule)
             if metadata_access(role, table) == ALLOW:
@@ -303,13 +310,14 @@ def matrix(contracts: Mapping[str, Contract] | None = None) -> list[tuple[str, s
     rows = []
     for role in POLICY:
         for table in contracts.values():
-            rows.append((role.name, table.name, "*", ALLOW if table.layer in role.reads else DENY, ""))
+            rows.append((role.name, table.name, "*", ALLOW if readable(role, table) else DENY,
+                         "" if readable(role, table) or not table.readers else f"readers: {', '.join(table.readers)}"))
             for col in table.columns:
                 if col.pii:
                     rows.append((role.name, table.name, col.name, column_access(role, table, col.name),
                                  _how(role, table, col.name)))
             meta = ALLOW if role.writes else metadata_access(role, table)
-            why = "" if meta == ALLOW else ("masked or denied columns" if table.layer in role.reads
+            why = "" if meta == ALLOW else ("masked or denied columns" if readable(role, table)
                                             else "table denied")
             rows += [(role.name, f"{table.name}${m}", "*", meta, why) for m in METADATA_TABLES]
             rows.append((role.name, f"{table.name}$*", "*", ALLOW if role.writes else DENY,

@@ -78,6 +78,29 @@ def evaluate(runs: tuple[str, ...], register: bool) -> None:
     sys.exit(job.main(args))
 
 
+@main.command()
+@click.option("--subject", metavar="ID", help="the subject id (as the device manifests give it) to erase")
+@click.option("--reason", metavar="TEXT", help="why, e.g. the ticket (recorded in ops.erasures; never the id)")
+@click.option("--by", metavar="NAME", help="who asked (recorded; default: $USER)")
+@click.option("--verify", metavar="ID", help="only scan every file for the subject id and report; change nothing")
+def forget(subject: str | None, reason: str | None, by: str | None, verify: str | None) -> None:
+    """Erase a subject who withdrew consent: every capture they appear in, everywhere, provably.
+
+    \b
+    Removes those captures whole from every table (and what was derived from them), the raw
+    records and quarantined payloads that mention them, their landed files (a manifest keeps its
+    other lines), recomputes the affected runs' metrics, purges the earlier versions of every
+    table it changed, scans every file for the ids and records the request in ops.erasures
+    (admins only). Needs Trino (the subject is recorded as a keyed hash). Exit 4: the proof
+    found something left. Same as `scenelake run forget`.
+    """
+    from jobs import forget as job
+
+    args = [a for flag, value in (("--subject", subject), ("--reason", reason), ("--by", by), ("--verify", verify))
+            if value for a in (flag, value)]
+    sys.exit(job.main(args))
+
+
 @main.command("slice")
 @click.option("--by", default="", metavar="ATTR[,ATTR...]",
               help="columns of gold.detection_evaluation to group by: any scenario attribute (the columns "

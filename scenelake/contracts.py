@@ -96,6 +96,9 @@ class Contract:
     # Delta's Change Data Feed on the table (`change_feed: true`): the jobs downstream read what
     # changed since they last ran (inserted, updated and deleted rows) instead of the whole table.
     change_feed: bool = False
+    # Who may read the table besides the writers (`readers: [admin]`): empty means every role that reads
+    # its layer. A table that holds what only operators may see (ops.erasures) names its readers.
+    readers: tuple[str, ...] = ()
     path: Path = field(default=Path(), compare=False)
 
     @property
@@ -238,7 +241,7 @@ def load_contract_file(path: Path) -> Contract:
         description=raw["description"], primary_key=tuple(raw["primary_key"]),
         columns=tuple(_column(c, path) for c in raw["columns"]),
         partition_by=tuple(raw.get("partition_by") or []), zorder_by=tuple(raw.get("zorder_by") or []),
-        change_feed=bool(raw.get("change_feed", False)), path=path,
+        change_feed=bool(raw.get("change_feed", False)), readers=tuple(raw.get("readers") or []), path=path,
     )
     unknown = [k for k in (*contract.primary_key, *contract.partition_by, *contract.zorder_by)
                if k not in contract.column_names]

@@ -71,10 +71,17 @@ def data_version(spark: SparkSession, settings: Settings, name: str) -> int | No
 
 
 def data_version_of(commits: list[tuple[int, str, str | None]]) -> int | None:
-    """`data_version` from a history already read (newest first)."""
-    for version, operation, _ in commits:
+    """`data_version` from a history already read (newest first).
+
+    A table whose history was purged (scenelake.erasure) starts at a neutral commit that carries the
+    data version it was purged at (`{"data_version": N}` in its userMetadata): that is its data version
+    until the next data change."""
+    for version, operation, metadata in commits:
         if operation not in NEUTRAL_OPERATIONS:
             return version
+        kept = (parse_marker(metadata) or {}).get("data_version")
+        if kept is not None:
+            return int(kept)
     return commits[-1][0] if commits else None
 
 

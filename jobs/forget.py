@@ -1,0 +1,234 @@
+"""Erase a subject who withdrew consent: every capture they appear in, from every table, file and version.
+
+  scenelake forget --subject ID [--reason TEXT] [--by NAME]
+  scenelake forget --verify ID      the proof alone: reads every file, changes nothing
+
+A recording shows everyone in it, so the unit of erasure is the capture session: every capture the
+subject appears in (in silver.subjects, or in a manifest line bronze or the quarantine holds) is
+removed whole, with its frames, annotations, predictions, matches and tracking rows, its raw bronze
+records and quarantined payloads, and its landed files; a device manifest that also lists other
+captures is rewritten with the subject's lines blanked (the other lines keep their numbers). Text
+elsewhere that names the subject or a removed capture (quality sample keys, Data Docs pages) is
+scrubbed or removed. Then the pipeline's steps run (ingestion, evaluation, comparison), so the
+metrics of every affected model run are computed again without the erased captures, in this job.
+
+No way back: every table that changed is purged (scenelake.erasure.purge_history): its unreferenced
+files are vacuumed with no retention and its log before the erasure is removed, so no earlier
+version, change-feed file or log statistic holds a removed row. Time travel on those tables starts
+at the erasure; tables the erasure did not touch keep their history. The tables are registered in
+Trino again afterwards, which flushes its metadata cache.
+
+Proof and audit: the last step scans every file under the lake root, the landing zone and the state
+folder (Trino's, the Data Docs) for the subject id and the removed capture ids (file names, bytes,
+and every Parquet file's values) and appends the request to ops.erasures (admin only): a keyed hash
+of the subject id, never the id, with the rows removed per table, the files removed and rewritten,
+the tables purged and the proof's result. Exit code 4 when the proof finds something. A request for
+a subject with nothing left changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from scenelake import access, delta_io, erasure, ingest
+from scenelake.contracts import all_contracts
+from scenelake.job import job_main, releases_cache
+from scenelake.settings import Settings
+
+AUDIT = "ops.erasures"
+BRONZE = ("bronze.captures", "bronze.annotations", "bronze.predictions")
+
+
+class ErasureError(Exception):
+    """The request cannot be carried out as asked; the message says what to do."""
+
+
+@dataclass
+class ErasureReport:
+    erasure_id: str
+    subject_hash: str
+    captures: list[str] = field(default_factory=list)
+    tables: list[erasure.TableChange] = field(default_factory=list)
+    landing: erasure.LandingChange = field(default_factory=erasure.LandingChange)
+    purged: list[str] = field(default_factory=list)
+    hits: list[erasure.Hit] = field(default_factory=list)
+    nothing_left: bool = False
+
+    @property
+    def proof_passed(self) -> bool:
+        return not self.hits
+
+
+def existing_tables(spark: SparkSession, settings: Settings) -> list[str]:
+    return [name for name in all_contracts() if delta_io.table_exists(spark, settings, name)]
+
+
+def subject_captures(spark: SparkSession, settings: Settings, subject: str) -> list[str]:
+    """Every capture the subject appears in: in silver.subjects, and in any manifest line that bronze or
+    the quarantine still holds (a line that lost to a later copy, or one that broke the contract)."""
+    regex = erasure.pattern([subject])
+    found: set[str] = set()
+    if delta_io.table_exists(spark, settings, "silver.subjects"):
+        found |= {r[0] for r in delta_io.read_table(spark, settings, "silver.subjects")
+                  .where(F.col("subject_id") == subject).select("capture_id").distinct().collect()}
+    for name in ("bronze.captures", "ops.quarantine"):
+        if delta_io.table_exists(spark, settings, name):
+            rows = (delta_io.read_table(spark, settings, name).where(F.col("payload").rlike(regex))
+                    .select(F.get_json_object("payload", "$.capture_id")).distinct().collect())
+            found |= {r[0] for r in rows if r[0]}
+    return sorted(found)
+
+
+def proof(settings: Settings, identifiers: list[str]) -> list[erasure.Hit]:
+    areas = {"lake": Path(settings.lake_root), "landing": Path(settings.landing_root),
+             "state": Path(settings.state_dir)}
+    return erasure.scan(areas, identifiers)
+
+
+def _require_local(settings: Settings) -> None:
+    if not settings.is_local_lake or "://" in settings.landing_root:
+        raise ErasureError("forget rewrites files and purges table logs on a local lake and landing folder; "
+                           f"this profile keeps them at {settings.lake_root} and {settings.landing_root}. "
+                           "Run it where the lake is mounted as a folder (object storage is not supported yet)")
+
+
+@releases_cache
+def run(spark: SparkSession, settings: Settings, progress=print, subject: str | None = None,  # type: ignore[no-untyped-def]
+        reason: str | None = None, by: str | None = None, verify: str | None = None) -> ErasureReport:
+    if bool(subject) == bool(verify):
+        raise ErasureError("give --subject ID (erase) or --verify ID (check), one of the two")
+    _require_local(settings)
+    who = str(subject or verify)
+    started = datetime.now(UTC)
+    report = ErasureReport(ingest.new_batch_id(), str(access.masked_value(who, access.read_key(settings))))
+    report.captures = subject_captures(spark, settings, who)
+    identifiers = [who, *report.captures]
+    if verify:
+        report.hits = proof(settings, identifiers)
+        _show_proof(report, progress)
+        return report
+
+    regex = erasure.pattern(identifiers)
+    watch = ingest.Stopwatch(progress, "forget")
+    progress(f"[forget] subject {report.subject_hash}: {len(report.captures)} capture(s) to erase")
+    names = [n for n in existing_tables(spark, settings) if n != AUDIT]
+    before = {n: delta_io.table_version(spark, settings, n) for n in names}
+    contracts = all_contracts()
+    for name in names:
+        table = contracts[name]
+        change = erasure.erase_rows(spark, settings.table_path(table.layer, table.table), name,
+                                    report.captures, regex)
+        if change.removed or change.scrubbed:
+            progress(f"[forget] {name}: {change.removed} row(s) removed, {change.scrubbed} scrubbed")
+            report.tables.append(change)
+    ingest.crash_point("forget:after_rows")
+    watch.lap("table rows erased")
+    report.landing = erasure.scrub_landing(Path(settings.landing_root), report.captures, regex)
+    for name in BRONZE:
+        if name in before:
+            layer, table_name = name.split(".")
+            erasure.update_file_identity(spark, settings.table_path(layer, table_name), report.landing.rewritten)
+    # A validation page that shows an erased value is a generated report: it goes.
+    docs = erasure.remove_mentioning(Path(settings.state_dir) / "data_docs", identifiers)
+    progress(f"[forget] landing zone: {len(report.landing.removed)} file(s) removed, "
+             f"{len(report.landing.rewritten)} rewritten; {docs} Data Docs page(s) removed")
+    watch.lap("landing zone scrubbed")
+
+    if not report.tables and not report.landing.removed and not report.landing.rewritten:
+        report.nothing_left = True
+        report.hits = proof(settings, identifiers)
+        progress("[forget] nothing of this subject is in the lake or the landing zone: nothing changed"
+                 + _earlier(spark, settings, report.subject_hash))
+        _show_proof(report, progress)
+        return report
+
+    # The metrics of every affected run, without the erased captures (each step is incremental: it
+    # sees the deletions in the change feed and re-computes the (run, capture) groups they touch).
+    from jobs.pipeline import WATCHED
+
+    for step in WATCHED:
+        step.run(spark, settings, ingest.silent)
+    watch.lap("pipeline steps re-run (metrics recomputed)")
+    ingest.crash_point("forget:after_recompute")
+
+    for name in names:
+        if delta_io.table_version(spark, settings, name) == before[name]:
+            continue
+        commits = delta_io.history(spark, settings, name)
+        layer, table_name = name.split(".")
+        erasure.purge_history(spark, settings.table_path(layer, table_name), delta_io.data_version_of(commits),
+                              erasure.newest_markers(commits),
+                              lambda marker, name=name: delta_io.record_marker(spark, settings, name, marker))
+        report.purged.append(name)
+    progress(f"[forget] {len(report.purged)} table(s) purged of their earlier versions: {', '.join(report.purged)}")
+    watch.lap("history purged")
+
+    report.hits = proof(settings, identifiers)
+    _show_proof(report, progress)
+    _audit(spark, settings, report, reason, by or getpass.getuser(), started)
+    return report
+
+
+def _earlier(spark: SparkSession, settings: Settings, subject_hash: str) -> str:
+    if not delta_io.table_exists(spark, settings, AUDIT):
+        return ""
+    rows = (delta_io.read_table(spark, settings, AUDIT).where(F.col("subject_hash") == subject_hash)
+            .orderBy(F.col("completed_at").desc()).select("erasure_id", "completed_at").limit(1).collect())
+    return f" (erased by request {rows[0][0]} at {rows[0][1]:%Y-%m-%d %H:%M} UTC)" if rows else ""
+
+
+def _show_proof(report: ErasureReport, progress) -> None:  # type: ignore[no-untyped-def]
+    if report.proof_passed:
+        progress("[forget] proof passed: no file under the lake, the landing zone or the state folder holds the "
+                 f"subject or its {len(report.captures)} capture id(s)")
+        return
+    progress(f"[forget] proof FAILED: {len(report.hits)} file(s) still hold the subject or a removed capture:")
+    for hit in report.hits[:50]:
+        progress(f"  {hit.area}/{hit.file} ({hit.how})")
+
+
+def _audit(spark: SparkSession, settings: Settings, report: ErasureReport, reason: str | None, by: str,
+           started: datetime) -> None:
+    row = (report.erasure_id, report.subject_hash, by, reason, started, datetime.now(UTC), len(report.captures),
+           {t.name: t.removed for t in report.tables if t.removed},
+           {t.name: t.scrubbed for t in report.tables if t.scrubbed},
+           len(report.landing.removed), len(report.landing.rewritten), report.purged, report.proof_passed,
+           len({(h.area, h.file) for h in report.hits}))
+    from scenelake.contracts import contract
+
+    delta_io.append(spark, settings, AUDIT, spark.createDataFrame([row], contract(AUDIT).spark_schema()))
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--subject", metavar="ID", help="the subject id (as in the device manifests) to erase")
+    parser.add_argument("--reason", metavar="TEXT", help="why (recorded in ops.erasures; e.g. the ticket)")
+    parser.add_argument("--by", metavar="NAME", help="who asked (recorded; default: $USER)")
+    parser.add_argument("--verify", metavar="ID", help="only scan for the subject id and report, change nothing")
+
+
+def main(argv: list[str] | None = None) -> int:
+    holder: dict[str, ErasureReport] = {}
+
+    def job(spark: SparkSession, settings: Settings, **kwargs: object) -> ErasureReport:
+        holder["report"] = run(spark, settings, **kwargs)
+        return holder["report"]
+
+    try:
+        status = job_main("forget", __doc__, job, existing_tables, argv, options)
+    except (ErasureError, access.AccessError) as exc:
+        print(f"[forget] error: {exc}", file=sys.stderr)
+        return 2
+    report = holder.get("report")
+    return 4 if status == 0 and report is not None and not report.proof_passed else status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
