@@ -255,9 +255,10 @@ def purge_history(spark: SparkSession, path: str, data_version: int | None,
         version = _log_version(item.name)
         if item.is_file() and version is not None and version < first:
             item.unlink()
+    # The change feed's folder, emptied by the vacuum: left there, the next VACUUM would remove it (a commit).
     cdc = Path(path) / "_change_data"
     if cdc.is_dir() and not any(p.is_file() for p in cdc.rglob("*")):
-        for folder in sorted(cdc.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        for folder in [*sorted(cdc.rglob("*"), key=lambda p: len(p.parts), reverse=True), cdc]:
             folder.rmdir()
     jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # type: ignore[union-attr]
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata",

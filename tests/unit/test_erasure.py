@@ -84,7 +84,8 @@ def test_the_scan_reads_names_bytes_and_compressed_parquet_values(tmp_path: Path
 def test_rows_are_removed_or_scrubbed_and_the_history_before_the_purge_is_gone(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "t")
     spark.createDataFrame([("cap-1", ["capture_id=cap-1"]), ("cap-2", ["capture_id=cap-2", "capture_id=cap-1"])],
-                          "capture_id string, keys array<string>").write.format("delta").save(path)
+                          "capture_id string, keys array<string>").write.format("delta").option(
+        "delta.enableChangeDataFeed", "true").save(path)
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", delta_io.marker_text({"job": "j", "n": 1}))
     try:
         spark.createDataFrame([("cap-3", None)], "capture_id string, keys array<string>").write.format(
@@ -110,4 +111,7 @@ def test_rows_are_removed_or_scrubbed_and_the_history_before_the_purge_is_gone(s
     with pytest.raises(Exception, match="DELTA_VERSION_NOT_FOUND|Cannot time travel"):
         spark.read.format("delta").option("versionAsOf", 0).load(path).count()
     assert erasure.scan({"t": Path(path)}, ["cap-1"]) == []
+    assert not (Path(path) / "_change_data").exists()  # the deleted row's change-feed file went with it
+    vacuumed = spark.sql(f"vacuum delta.`{path}` dry run").collect()
+    assert vacuumed == []  # nothing left for the next maintenance to remove
     assert spark.read.format("delta").load(path).count() == 2
