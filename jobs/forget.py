@@ -38,6 +38,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from jobs.pipeline import WATCHED, existing_tables
 from scenelake import access, delta_io, erasure, ingest
 from scenelake.contracts import all_contracts
 from scenelake.job import job_main, releases_cache
@@ -65,10 +66,6 @@ class ErasureReport:
     @property
     def proof_passed(self) -> bool:
         return not self.hits
-
-
-def existing_tables(spark: SparkSession, settings: Settings) -> list[str]:
-    return [name for name in all_contracts() if delta_io.table_exists(spark, settings, name)]
 
 
 def subject_captures(spark: SparkSession, settings: Settings, subject: str) -> list[str]:
@@ -152,8 +149,6 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
 
     # The metrics of every affected run, without the erased captures (each step is incremental: it
     # sees the deletions in the change feed and re-computes the (run, capture) groups they touch).
-    from jobs.pipeline import WATCHED
-
     for step in WATCHED:
         step.run(spark, settings, ingest.silent)
     watch.lap("pipeline steps re-run (metrics recomputed)")

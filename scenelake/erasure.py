@@ -178,10 +178,16 @@ def scrub_landing(root: Path, captures: Iterable[str], regex: str) -> LandingCha
         os.utime(tmp, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
         tmp.replace(path)
         change.rewritten[rel] = _identity(path, kept)
-    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+    _remove_empty_folders(root)
+    return change
+
+
+def _remove_empty_folders(root: Path, itself: bool = False) -> None:
+    """Remove the folders under `root` (and `root` itself with `itself`) that hold no file, deepest first."""
+    folders = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+    for folder in [*folders, *([root] if itself else [])]:
         if not any(folder.iterdir()):
             folder.rmdir()
-    return change
 
 
 def _pruned(value: Any, rx: re.Pattern[str]) -> Any:
@@ -257,9 +263,8 @@ def purge_history(spark: SparkSession, path: str, data_version: int | None,
             item.unlink()
     # The change feed's folder, emptied by the vacuum: left there, the next VACUUM would remove it (a commit).
     cdc = Path(path) / "_change_data"
-    if cdc.is_dir() and not any(p.is_file() for p in cdc.rglob("*")):
-        for folder in [*sorted(cdc.rglob("*"), key=lambda p: len(p.parts), reverse=True), cdc]:
-            folder.rmdir()
+    if cdc.is_dir():
+        _remove_empty_folders(cdc, itself=True)
     jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # type: ignore[union-attr]
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata",
                    delta_io.marker_text({"job": PURGE_JOB, "data_version": data_version}))
