@@ -1,13 +1,15 @@
 """Evaluate model runs: COCO detection matching and metrics, MOTChallenge tracking metrics, into gold.
 
-silver.{frames, annotations, predictions} -> gold.detection_matches (one row per prediction and
-ground-truth object per run, match outcome at every IoU threshold and area range)
+silver.{frames, annotations, predictions} (of the captures the consent policy lets the lake use, see
+scenelake.consent: one with a pending or withdrawn subject is held out) -> gold.detection_matches
+(one row per prediction and ground-truth object per run, match outcome at every IoU threshold and area range)
 -> gold.detection_metrics (the 12 COCO numbers per run and class) and gold.tracking_metrics
 (CLEAR-MOT and IDF1 per run and capture). Slice any of them by scenario in Trino with the views
 in sql/gold/.
 
 Incremental: only the (run, capture) groups whose predictions, annotations or frames changed
-since the last evaluation (the silver tables' Change Data Feed) are matched again; their rows of
+since the last evaluation (the silver tables' Change Data Feed; a capture whose subjects' consent
+changed counts as changed) are matched again; their rows of
 gold.detection_matches are replaced and every other group's are kept. The metrics of each
 affected run are accumulated again from its whole match table (tracking: from the stored
 per-capture counts), so they equal a from-scratch evaluation. With nothing changed (maintenance
@@ -26,7 +28,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from scenelake import delta_io, evaluation, ingest, quality
+from scenelake import consent, delta_io, evaluation, ingest, quality
 from scenelake.contracts import contract
 from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
@@ -35,6 +37,10 @@ MATCHES = "gold.detection_matches"
 METRICS = "gold.detection_metrics"
 TRACKING = "gold.tracking_metrics"
 INPUTS = ("silver.frames", "silver.annotations", "silver.predictions")
+# Read when it exists (imported datasets have no manifest): whose consent holds a capture out.
+CONSENT = consent.SUBJECTS
+KEYED = {"silver.frames": ["capture_id"], "silver.annotations": ["capture_id"],
+         "silver.predictions": ["run_id", "capture_id"], CONSENT: ["capture_id"]}
 HEADLINE = ("ap", "ap50", "ap75", "ar100")
 
 
@@ -62,10 +68,9 @@ def changed_groups(spark: SparkSession, settings: Settings, previous: dict[str, 
     evaluation, from the silver tables' Change Data Feed; None when the feed cannot tell."""
     seen = previous.get("inputs") or {}
     assert isinstance(seen, dict)
-    keyed = {"silver.frames": ["capture_id"], "silver.annotations": ["capture_id"],
-             "silver.predictions": ["run_id", "capture_id"]}
-    changes: dict[str, list[tuple[object, ...]]] = {}
-    for table, columns in keyed.items():
+    changes: dict[str, list[tuple[object, ...]]] = {t: [] for t in KEYED}
+    for table in versions:
+        columns = KEYED[table]
         since, upto = seen.get(table), versions[table]
         if since is None or upto is None:
             return None
@@ -76,7 +81,7 @@ def changed_groups(spark: SparkSession, settings: Settings, previous: dict[str, 
     groups: dict[str, set[str]] = {}
     for run_id, capture_id in changes["silver.predictions"]:
         groups.setdefault(str(run_id), set()).add(str(capture_id))
-    captures = sorted({str(c) for t in ("silver.frames", "silver.annotations") for (c,) in changes[t]})
+    captures = sorted({str(c) for t in ("silver.frames", "silver.annotations", CONSENT) for (c,) in changes[t]})
     if captures:
         for run_id, capture_id in (delta_io.read_table(spark, settings, "silver.predictions")
                                    .where(F.col("capture_id").isin(captures))
@@ -91,7 +96,8 @@ def run(spark: SparkSession, settings: Settings, progress=print, runs: list[str]
     if not all(delta_io.table_exists(spark, settings, t) for t in INPUTS):
         progress("[evaluate] nothing to evaluate yet: silver frames, annotations or predictions are missing")
         return EvaluationReport(skipped=True)
-    versions = {t: delta_io.data_version(spark, settings, t) for t in INPUTS}
+    present = [*INPUTS, *([CONSENT] if delta_io.table_exists(spark, settings, CONSENT) else [])]
+    versions = {t: delta_io.data_version(spark, settings, t) for t in present}
     marker: dict[str, object] = {"job": "evaluate", "inputs": versions, "runs": sorted(runs) if runs else "all"}
     previous = delta_io.last_marker(spark, settings, METRICS, "evaluate")
     if previous == marker:
@@ -99,6 +105,8 @@ def run(spark: SparkSession, settings: Settings, progress=print, runs: list[str]
         return EvaluationReport(skipped=True)
 
     frames, annotations, predictions = (delta_io.read_table(spark, settings, t) for t in INPUTS)
+    # Held-out captures (consent pending or withdrawn) have no frame to be evaluated on.
+    frames = consent.usable(frames, delta_io.read_table(spark, settings, CONSENT) if CONSENT in versions else None)
     groups = None
     if not runs and previous is not None and previous.get("runs") == "all":
         groups = changed_groups(spark, settings, previous, versions)

@@ -30,10 +30,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # Modules that share a session-scoped lake run in the same test process, so each lake is built once.
 SHARED_LAKES = {"test_conservation": "faulty_lake", "test_curated_views": "faulty_lake",
                 "test_evaluation_slices": "faulty_lake",
-                "test_evaluation_oracles": "oracle_lake", "test_oracle_import": "oracle_lake"}
+                "test_evaluation_oracles": "oracle_lake", "test_oracle_import": "oracle_lake",
+                "test_quality_gates": "clean_lake", "test_consent": "clean_lake"}
 # The work units that take longest (measured with --durations) start first, so that the two test
 # processes finish together rather than one waiting for the other's last long module. Order only.
-LONGEST_FIRST = ("test_quality_gates", "faulty_lake", "test_access_probe", "test_ingest_captures_pipeline",
+LONGEST_FIRST = ("clean_lake", "faulty_lake", "test_access_probe", "test_ingest_captures_pipeline",
                  "test_comparison", "oracle_lake", "test_compare", "test_access_control")
 
 
@@ -167,11 +168,41 @@ def oracle_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
+def clean_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
+    """A clean generated landing zone (6 captures, seed 3, no faults) ingested into silver, not evaluated.
+    Tests that change it work on a copy (`copy_lake`): the quality gates' and the consent policy's."""
+    import jobs.ingest_annotations as annotations_job
+    import jobs.ingest_captures as captures_job
+    import jobs.ingest_predictions as predictions_job
+    from scenelake import ingest
+    from scenelake.generator import generate
+
+    root = tmp_path_factory.mktemp("clean")
+    lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+    generate(Path(lake.landing_root), captures=6, seed=3, defect_rate=0.0)
+    for job in (captures_job, annotations_job, predictions_job):
+        job.run(spark, lake, progress=ingest.silent)
+    return lake
+
+
+def copy_lake(lake: Settings, root: Path) -> Settings:
+    """A private copy of a lake and its landing zone under `root`."""
+    import shutil
+
+    copy = lake.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+    shutil.copytree(lake.lake_root, copy.lake_root)
+    shutil.copytree(lake.landing_root, copy.landing_root)
+    return copy
+
+
+@pytest.fixture(scope="session")
 def faulty_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """A generated landing zone with planted faults (8 captures, seed 11, 5% of records damaged), ingested
+    """A generated landing zone with planted faults (8 captures, seed 32, 5% of records damaged), ingested
     and evaluated; yields the lake's settings and the generator's ledger of faults.
 
     Shared by the conservation tests and the curated views' tests, so the suite ingests it once.
+    Seed 32 because its tracked captures (gen-00003, gen-00005) have every subject's consent
+    granted, so they are evaluated, while one capture is held out as pending and one as withdrawn.
     """
     import jobs.evaluate as evaluate_job
     import jobs.ingest_annotations as annotations_job
@@ -182,7 +213,7 @@ def faulty_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFact
 
     root = tmp_path_factory.mktemp("generated")
     lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
-    ledger = generate(Path(lake.landing_root), captures=8, seed=11, defect_rate=0.05)
+    ledger = generate(Path(lake.landing_root), captures=8, seed=32, defect_rate=0.05)
     for job in (captures_job, annotations_job, predictions_job, evaluate_job):
         job.run(spark, lake, progress=ingest.silent)
     return lake, ledger.entries

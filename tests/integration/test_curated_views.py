@@ -94,6 +94,11 @@ def test_capture_coverage_counts_every_combination(lake, tables) -> None:  # typ
         "ground_truth_objects": tables["silver.annotations"].groupby("capture_id").size(),
         "subjects": tables["silver.subjects"].groupby("capture_id").size(),
         "consented_subjects": tables["silver.subjects"].query("consent == 'granted'").groupby("capture_id").size(),
+        # one per capture the consent policy holds out, and of those the ones awaiting an erasure
+        "held_out_captures": tables["silver.subjects"].query("consent != 'granted'").groupby("capture_id").size()
+        .clip(upper=1),
+        "held_out_withdrawn": tables["silver.subjects"].query("consent == 'withdrawn'").groupby("capture_id").size()
+        .clip(upper=1),
     }
     for column, series in counts.items():
         per_capture[column] = per_capture["capture_id"].map(series).fillna(0).astype(int)
@@ -107,6 +112,25 @@ def test_capture_coverage_counts_every_combination(lake, tables) -> None:  # typ
     assert_rows_equal(got, want, list(ATTRIBUTES))
     assert got["captures"].sum() == len(per_capture) and got["labelled_frames"].sum() == frames["labelled"].sum()
     assert got["labelled_frames"].sum() > 0 and len(got) > 1
+    assert got["held_out_withdrawn"].sum() > 0 and got["held_out_captures"].sum() > got["held_out_withdrawn"].sum()
+
+
+def test_held_out_captures_are_in_silver_and_in_no_gold_table(spark, lake, tables) -> None:  # type: ignore[no-untyped-def]
+    """The consent policy: a capture with a pending or withdrawn subject keeps its silver rows and
+    reaches no gold table; every other evaluated capture does."""
+    subjects = tables["silver.subjects"]
+    held_out = set(subjects[subjects["consent"] != "granted"]["capture_id"])
+    predicted = {r[0] for r in delta_io.read_table(spark, lake, "silver.predictions").select("capture_id")
+                 .distinct().collect()}
+    labelled = set(tables["silver.frames"].query("labelled")["capture_id"])
+    assert held_out & predicted & labelled, "the lake should have held-out captures with predictions"
+    assert held_out <= set(tables["silver.captures"]["capture_id"])
+    for name in ("gold.detection_matches", "gold.tracking_metrics"):
+        got = {r[0] for r in trino_frame(lake, f"select distinct capture_id from delta.{name}").itertuples(index=False)}
+        assert not got & held_out, name
+    matched = {r[0] for r in trino_frame(lake, "select distinct capture_id from delta.gold.detection_matches")
+               .itertuples(index=False)}
+    assert matched == (predicted & labelled) - held_out
 
 
 def test_leaderboard_equals_the_metrics_tables(lake, tables) -> None:  # type: ignore[no-untyped-def]

@@ -39,7 +39,7 @@ def silver(spark, lake: Settings) -> dict[str, pd.DataFrame]:  # type: ignore[no
         return delta_io.read_table(spark, lake, name).select(*cols).toPandas()
 
     box = ("x", "y", "w", "h")
-    return {
+    tables = {
         "frames": read("silver.frames", "capture_id", "frame_index", "labelled"),
         "captures": read("silver.captures", "capture_id", "lighting", "motion"),
         "gt": read("silver.annotations", "capture_id", "frame_index", "category_id", *box, "area", "is_crowd",
@@ -47,6 +47,12 @@ def silver(spark, lake: Settings) -> dict[str, pd.DataFrame]:  # type: ignore[no
         "dt": read("silver.predictions", "run_id", "capture_id", "frame_index", "category_id", *box, "score",
                    "source_file", "record_no"),
     }
+    # The consent policy: a capture with a subject whose consent is not granted is not evaluated, so
+    # the reference leaves it out too (the lake has such captures with predictions on them).
+    subjects = read("silver.subjects", "capture_id", "consent")
+    held_out = set(subjects[subjects["consent"] != "granted"]["capture_id"])
+    assert held_out & set(tables["dt"]["capture_id"])
+    return {name: df[~df["capture_id"].isin(held_out)] for name, df in tables.items()}
 
 
 def reference(silver: dict[str, pd.DataFrame], run_id: str, captures: set[str] | None = None) -> list[float]:

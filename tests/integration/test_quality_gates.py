@@ -1,7 +1,7 @@
 """Quality gates stop bad batches, on a generated lake, with the real Spark, Delta, GE and Trino.
 
-A clean generated landing zone is ingested once; each case copies that lake, delivers one bad
-batch the way it arrives in real life, runs the job that reads it and checks: the gate stops
+A clean generated landing zone is ingested once (the session's clean_lake); each case copies that
+lake, delivers one bad batch the way it arrives in real life, runs the job that reads it and checks: the gate stops
 it naming the right expectation, the target table keeps its Delta version, and the result row
 is in ops.quality_results. Then: a warn-only batch is published with its warning recorded, a
 stopped batch rerun after its file is fixed is published exactly once, and an accepted batch is
@@ -11,7 +11,6 @@ published with its failures recorded as accepted.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,9 +21,9 @@ import jobs.ingest_annotations as annotations_job
 import jobs.ingest_captures as captures_job
 import jobs.ingest_predictions as predictions_job
 from scenelake import delta_io, ingest, landing, quality
-from scenelake.generator import generate
 from scenelake.settings import Settings
 from scenelake.trino_client import query, register_tables
+from tests.conftest import copy_lake
 
 pytestmark = pytest.mark.integration
 COCO = "annotations/coco/label_batch=gen/capture_id=gen-00002/instances.json"
@@ -32,22 +31,15 @@ MOT = "annotations/mot/label_batch=gen/capture_id=gen-00001/gt.txt"
 
 
 @pytest.fixture(scope="module")
-def clean(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
-    root = tmp_path_factory.mktemp("gates-clean")
-    lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
-    generate(Path(lake.landing_root), captures=6, seed=3, defect_rate=0.0)
-    for job in (captures_job, annotations_job, predictions_job):
-        job.run(spark, lake, progress=ingest.silent)
-    return lake
+def clean(clean_lake: Settings) -> Settings:
+    """The session's clean lake (tests/conftest.py: 6 captures, seed 3, ingested into silver)."""
+    return clean_lake
 
 
 @pytest.fixture
 def lake(clean: Settings, tmp_path: Path) -> Settings:
     """A private copy of the clean lake and its landing zone."""
-    copy = clean.with_overrides(lake_root=str(tmp_path / "lake"), landing_root=str(tmp_path / "landing"))
-    shutil.copytree(clean.lake_root, copy.lake_root)
-    shutil.copytree(clean.landing_root, copy.landing_root)
-    return copy
+    return copy_lake(clean, tmp_path)
 
 
 def labelled_frames(spark, lake: Settings) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
