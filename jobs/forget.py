@@ -3,6 +3,9 @@
   scenelake forget --subject ID [--reason TEXT] [--by NAME]
   scenelake forget --verify ID      the proof alone: reads every file, changes nothing
 
+The pipeline runs the same erasure for every subject a manifest upload marks `withdrawn`
+(`withdrawals`, the step after ingest_captures), all of them in one pass, by `pipeline`.
+
 A recording shows everyone in it, so the unit of erasure is the capture session: every capture the
 subject appears in (in silver.subjects, or in a manifest line bronze or the quarantine holds) is
 removed whole, with its frames, annotations, predictions, matches and tracking rows, its raw bronze
@@ -38,8 +41,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.pipeline import WATCHED, existing_tables
-from scenelake import access, delta_io, erasure, ingest
+from jobs.pipeline import DERIVE, existing_tables
+from scenelake import access, consent, delta_io, erasure, ingest
 from scenelake.contracts import all_contracts
 from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
@@ -55,8 +58,10 @@ class ErasureError(Exception):
 @dataclass
 class ErasureReport:
     erasure_id: str
-    subject_hash: str
+    subject_hashes: list[str]
     captures: list[str] = field(default_factory=list)
+    # The keyed hash of every removed capture id (ops.erasures.capture_hashes: never admitted again).
+    capture_hashes: list[str] = field(default_factory=list)
     tables: list[erasure.TableChange] = field(default_factory=list)
     landing: erasure.LandingChange = field(default_factory=erasure.LandingChange)
     purged: list[str] = field(default_factory=list)
@@ -66,6 +71,10 @@ class ErasureReport:
     @property
     def proof_passed(self) -> bool:
         return not self.hits
+
+    @property
+    def subject_hash(self) -> str:
+        return self.subject_hashes[0]
 
 
 def subject_captures(spark: SparkSession, settings: Settings, subject: str) -> list[str]:
@@ -99,15 +108,21 @@ def _require_local(settings: Settings) -> None:
 
 @releases_cache
 def run(spark: SparkSession, settings: Settings, progress=print, subject: str | None = None,  # type: ignore[no-untyped-def]
-        reason: str | None = None, by: str | None = None, verify: str | None = None) -> ErasureReport:
-    if bool(subject) == bool(verify):
+        reason: str | None = None, by: str | None = None, verify: str | None = None,
+        subjects: list[str] | None = None) -> ErasureReport:
+    """Erase `subject` (or every one of `subjects`, in one pass), or with `verify` only scan for it."""
+    people = sorted({*(subjects or []), *([subject] if subject else [])})
+    if bool(people) == bool(verify):
         raise ErasureError("give --subject ID (erase) or --verify ID (check), one of the two")
     _require_local(settings)
-    who = str(subject or verify)
+    people = people or [str(verify)]
     started = datetime.now(UTC)
-    report = ErasureReport(ingest.new_batch_id(), str(access.masked_value(who, access.read_key(settings))))
-    report.captures = subject_captures(spark, settings, who)
-    identifiers = [who, *report.captures]
+    key = access.read_key(settings)
+    report = ErasureReport(ingest.new_batch_id(), [str(access.masked_value(p, key)) for p in people])
+    per_subject = {p: subject_captures(spark, settings, p) for p in people}
+    report.captures = sorted({c for found in per_subject.values() for c in found})
+    report.capture_hashes = sorted(str(access.masked_value(c, key)) for c in report.captures)
+    identifiers = [*people, *report.captures]
     if verify:
         report.hits = proof(settings, identifiers)
         _show_proof(report, progress)
@@ -115,7 +130,8 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
 
     regex = erasure.pattern(identifiers)
     watch = ingest.Stopwatch(progress, "forget")
-    progress(f"[forget] subject {report.subject_hash}: {len(report.captures)} capture(s) to erase")
+    whom = f"subject {report.subject_hash}" if len(people) == 1 else f"{len(people)} subjects"
+    progress(f"[forget] {whom}: {len(report.captures)} capture(s) to erase")
     names = [n for n in existing_tables(spark, settings) if n != AUDIT]
     before = {n: delta_io.table_version(spark, settings, n) for n in names}
     contracts = all_contracts()
@@ -149,7 +165,7 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
 
     # The metrics of every affected run, without the erased captures (each step is incremental: it
     # sees the deletions in the change feed and re-computes the (run, capture) groups they touch).
-    for step in WATCHED:
+    for step in DERIVE:
         step.run(spark, settings, ingest.silent)
     watch.lap("pipeline steps re-run (metrics recomputed)")
     ingest.crash_point("forget:after_recompute")
@@ -168,7 +184,7 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
 
     report.hits = proof(settings, identifiers)
     _show_proof(report, progress)
-    _audit(spark, settings, report, reason, by or getpass.getuser(), started)
+    _audit(spark, settings, report, per_subject, reason, by or getpass.getuser(), started)
     return report
 
 
@@ -190,16 +206,49 @@ def _show_proof(report: ErasureReport, progress) -> None:  # type: ignore[no-unt
         progress(f"  {hit.area}/{hit.file} ({hit.how})")
 
 
-def _audit(spark: SparkSession, settings: Settings, report: ErasureReport, reason: str | None, by: str,
-           started: datetime) -> None:
-    row = (report.erasure_id, report.subject_hash, by, reason, started, datetime.now(UTC), len(report.captures),
-           {t.name: t.removed for t in report.tables if t.removed},
-           {t.name: t.scrubbed for t in report.tables if t.scrubbed},
-           len(report.landing.removed), len(report.landing.rewritten), report.purged, report.proof_passed,
-           len({(h.area, h.file) for h in report.hits}))
+def _audit(spark: SparkSession, settings: Settings, report: ErasureReport, per_subject: dict[str, list[str]],
+           reason: str | None, by: str, started: datetime) -> None:
+    """One row per subject: its own captures; the rows, files and tables of the whole pass (shared
+    when several subjects were erased together)."""
     from scenelake.contracts import contract
 
-    delta_io.append(spark, settings, AUDIT, spark.createDataFrame([row], contract(AUDIT).spark_schema()))
+    done = datetime.now(UTC)
+    hashes = dict(zip(report.captures, report.capture_hashes, strict=True))
+    rows = []
+    for i, (person, subject_hash) in enumerate(zip(sorted(per_subject), report.subject_hashes, strict=True)):
+        erasure_id = report.erasure_id if len(per_subject) == 1 else f"{report.erasure_id}-{i + 1}"
+        rows.append((erasure_id, subject_hash, by, reason, started, done, len(per_subject[person]),
+                     {t.name: t.removed for t in report.tables if t.removed},
+                     {t.name: t.scrubbed for t in report.tables if t.scrubbed},
+                     len(report.landing.removed), len(report.landing.rewritten), report.purged, report.proof_passed,
+                     len({(h.area, h.file) for h in report.hits}), sorted(hashes[c] for c in per_subject[person])))
+    delta_io.append(spark, settings, AUDIT, spark.createDataFrame(rows, contract(AUDIT).spark_schema()))
+
+
+def withdrawn(spark: SparkSession, settings: Settings) -> list[str]:
+    """The subjects silver.subjects holds as `withdrawn` (a manifest upload withdrew their consent)."""
+    if not delta_io.table_exists(spark, settings, consent.SUBJECTS):
+        return []
+    return sorted(r[0] for r in delta_io.read_table(spark, settings, consent.SUBJECTS)
+                  .where(F.col("consent") == consent.ERASED).select("subject_id").distinct().collect())
+
+
+def run_withdrawals(spark: SparkSession, settings: Settings, progress=print) -> ErasureReport | None:  # type: ignore[no-untyped-def]
+    """The pipeline's step: erase every subject whose consent a manifest upload withdrew, in one pass
+    (nothing when there is none: one read of silver.subjects)."""
+    people = withdrawn(spark, settings)
+    if not people:
+        progress("[withdrawals] no subject's consent withdrawn")
+        return None
+    try:
+        _require_local(settings)
+    except ErasureError as exc:
+        progress(f"[withdrawals] warning: {len(people)} subject(s) withdrew consent, but {exc}. Their captures "
+                 "stay held out of gold (scenelake/consent.py) until they are erased")
+        return None
+    progress(f"[withdrawals] {len(people)} subject(s) withdrew consent in a manifest upload: erasing them")
+    return run(spark, settings, progress, subjects=people, reason="consent withdrawn in a manifest upload",
+               by="pipeline")
 
 
 def options(parser: argparse.ArgumentParser) -> None:

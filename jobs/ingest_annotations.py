@@ -166,10 +166,10 @@ def redelivered_rows(copies: DataFrame, batch_id: str) -> DataFrame:
 # --- I/O ------------------------------------------------------------------------------
 def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
                    progress: ingest.Progress) -> tuple[list[str], int]:
-    coco = ingest.read_files(spark, settings, "annotations/coco", "*.json", bronze=BRONZE).withColumn(
-        "format", F.lit("coco"))
-    mot = ingest.read_files(spark, settings, "annotations/mot", "gt.txt", bronze=BRONZE).withColumn(
-        "format", F.lit("mot"))
+    coco = ingest.read_files(spark, settings, "annotations/coco", "*.json", bronze=BRONZE,
+                             progress=progress).withColumn("format", F.lit("coco"))
+    mot = ingest.read_files(spark, settings, "annotations/mot", "gt.txt", bronze=BRONZE,
+                            progress=progress).withColumn("format", F.lit("mot"))
     files = ingest.unseen(spark, settings, coco.unionByName(mot), BRONZE).cache()
     names = sorted(r.source_file for r in files.select("source_file").collect())
     progress(f"[ingest_annotations] {len(names)} new export file(s) under {settings.landing_root}/annotations")

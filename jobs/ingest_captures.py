@@ -168,8 +168,8 @@ def split_captures(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 
 # --- I/O ------------------------------------------------------------------------------
-def read_new_files(spark: SparkSession, settings: Settings) -> DataFrame:
-    files = ingest.read_files(spark, settings, MANIFEST_DIR, "*.jsonl", bronze=BRONZE)
+def read_new_files(spark: SparkSession, settings: Settings, progress: ingest.Progress = ingest.silent) -> DataFrame:
+    files = ingest.read_files(spark, settings, MANIFEST_DIR, "*.jsonl", bronze=BRONZE, progress=progress)
     return ingest.unseen(spark, settings, files, BRONZE)
 
 
@@ -182,7 +182,7 @@ def candidates(lines: DataFrame) -> DataFrame:
 @releases_cache
 def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport:  # type: ignore[no-untyped-def]
     batch_id = ingest.new_batch_id()
-    files = read_new_files(spark, settings).cache()
+    files = read_new_files(spark, settings, progress).cache()
     new_files = sorted(r.source_file for r in files.select("source_file").collect())
     progress(f"[ingest_captures] {len(new_files)} new manifest file(s) in {settings.landing_root}")
     added = 0

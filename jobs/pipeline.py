@@ -1,8 +1,9 @@
 """The scheduled pipeline: every ingestion job in order, in one Spark session, then Trino.
 
-captures -> annotations (frames) -> predictions (need frames) -> evaluation (gold) -> comparison of
-each model's newest run with its previous one (gold.slice_comparisons) -> maintenance (compaction,
-VACUUM, Trino statistics; jobs/maintain.py), then every table that exists is registered in Trino.
+captures -> withdrawals (erase the subjects a manifest upload withdrew; jobs/withdrawals.py) ->
+annotations (frames) -> predictions (need frames) -> evaluation (gold) -> comparison of each model's
+newest run with its previous one (gold.slice_comparisons) -> maintenance (compaction, VACUUM, Trino
+statistics; jobs/maintain.py), then every table that exists is registered in Trino.
 A job whose quality gate fails stops the pipeline with exit code 1; the tables it did not publish
 stay at their previous version.
 
@@ -19,14 +20,16 @@ import time
 
 from pyspark.sql import SparkSession
 
-from jobs import compare, evaluate, ingest_annotations, ingest_captures, ingest_predictions, maintain
+from jobs import compare, evaluate, ingest_annotations, ingest_captures, ingest_predictions, maintain, withdrawals
 from scenelake import delta_io, quality
 from scenelake.contracts import all_contracts
 from scenelake.job import job_main, publish
 from scenelake.settings import Settings
 
-STEPS = (ingest_captures, ingest_annotations, ingest_predictions, evaluate, compare, maintain)
+STEPS = (ingest_captures, withdrawals, ingest_annotations, ingest_predictions, evaluate, compare, maintain)
 WATCHED = STEPS[:-1]  # --watch compacts on its own clock (--maintain-every), not every pass
+# What an erasure runs again to recompute everything derived from the removed captures.
+DERIVE = tuple(step for step in WATCHED if step is not withdrawals)
 
 
 def run(spark: SparkSession, settings: Settings, progress=print, watch: bool = False,  # type: ignore[no-untyped-def]

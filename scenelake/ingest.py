@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import reduce
 from typing import Any
 
 from pyspark.errors import AnalysisException
@@ -25,7 +26,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from scenelake import contracts, delta_io
+from scenelake import consent, contracts, delta_io, erasure
 from scenelake.settings import Settings
 
 QUARANTINE = "ops.quarantine"
@@ -54,7 +55,8 @@ FILE_META = "source_file string, value string, source_size long, source_modified
 
 
 def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
-               binary: bool = False, bronze: str | None = None) -> DataFrame:
+               binary: bool = False, bronze: str | None = None,
+               progress: Callable[[str], None] | None = None) -> DataFrame:
     """Landed files under landing/<subdir> (recursively) as (source_file, value=content,
     source_size, source_modified_at).
 
@@ -64,6 +66,11 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
     or changed files are read, so a run costs what landed since, not the landing zone. A file
     touched without a change is read again and then skipped by its digest (`unseen`). Spark's file
     sources skip 0-byte files altogether, so one is never seen here (`scenelake import` refuses it).
+
+    Erased subjects and captures (ops.erasures, scenelake.consent.Erased) are not admitted again: a
+    file whose path names one is left out (reported on `progress` by count; the ids are not shown),
+    and in a text file outside a capture's folder (a manifest) the lines that name one are blanked as
+    the erasure blanked them, so a manifest landed again has the digest of the rewritten one.
     """
     folder = f"{settings.landing_root.rstrip('/')}/{subdir}"
     jvm_path = spark._jvm.org.apache.hadoop.fs.Path(folder)  # type: ignore[union-attr]
@@ -89,6 +96,14 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
             known = ["source_file", "source_size", "source_modified_at"]
             listing = listing.join(held.select(*known).distinct(), known, "left_anti")
     found = listing.collect()
+    guard = consent.erased(spark, settings) if found else None
+    if guard is not None:
+        kept = [r for r in found if not guard.refuses(r.source_file)]
+        if len(kept) < len(found):
+            (progress or silent)(f"[ingest] {len(found) - len(kept)} landed file(s) under {subdir} name an "
+                                 "erased subject or capture (ops.erasures) and are not loaded: remove them "
+                                 "from the landing zone")
+        found = kept
     if not found:
         return spark.createDataFrame([], FILE_META)
     paths = [_literal_path(r.path) for r in found]
@@ -97,6 +112,14 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
             F.col("path"), F.col("content").cast("string").alias("value"))
     else:
         raw = spark.read.text(paths, wholetext=True).select(F.col("_metadata.file_path").alias("path"), "value")
+        if guard is not None:
+            # Files in a capture's folder were judged by their path; a line file outside one (a
+            # manifest) mixes captures. A JSON document outside one is not cut (see README "Consent").
+            blanked, path = F.udf(guard.blanked, "string"), F.lower(F.col("path"))
+            mixed = ~path.contains("capture_id=") & reduce(
+                lambda a, b: a | b, [path.endswith(ext) for ext in sorted(erasure.LINE_FILES)])
+            raw = (raw.withColumn("value", F.when(mixed, blanked("value")).otherwise(F.col("value")))
+                   .where(F.length(F.trim("value")) > 0))
     meta = spark.createDataFrame([(r.source_file, r.source_size, r.source_modified_at) for r in found],
                                  "source_file string, source_size long, source_modified_at timestamp")
     return raw.select(_relative(settings, F.col("path")).alias("source_file"), "value").join(

@@ -33,12 +33,13 @@ LOAD_COLUMNS = {"batch_id", "loaded_at", "source_modified_at", "source_size", "s
 
 
 def plant_subject(landing: Path) -> list[str]:
-    """Add SUBJECT to the first capture of the first two uploads; returns those captures."""
+    """Add SUBJECT (consent granted: the withdrawal is the request) to the first capture of the first two
+    uploads; returns those captures."""
     planted = []
     for manifest in sorted((landing / "manifests").glob("*.jsonl"))[:2]:
         lines = manifest.read_text().splitlines()
         record = json.loads(lines[0])
-        record["subjects"].append({"subject_id": SUBJECT, "consent": "withdrawn"})
+        record["subjects"].append({"subject_id": SUBJECT, "consent": "granted"})
         lines[0] = json.dumps(record)
         manifest.write_text("\n".join(lines) + "\n")
         planted.append(record["capture_id"])
@@ -56,6 +57,10 @@ def contents(spark, lake: Settings, name: str) -> pd.DataFrame:  # type: ignore[
     return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
+def delivered(lake: Settings) -> Path:
+    return Path(lake.landing_root).parent / "delivered"
+
+
 @pytest.fixture(scope="module")
 def erased(spark, trino: Settings, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("erasure")
@@ -63,6 +68,7 @@ def erased(spark, trino: Settings, tmp_path_factory: pytest.TempPathFactory):  #
                                 state_dir=root / "state")
     generate(Path(lake.landing_root), captures=6, seed=5, defect_rate=0.0)
     planted = plant_subject(Path(lake.landing_root))
+    shutil.copytree(lake.landing_root, delivered(lake))  # what the devices sent, for a re-delivery
     pipeline.run(spark, lake, ingest.silent)  # ingest, evaluate, compare, maintain
     before = {n: contents(spark, lake, n) for n in all_contracts()
               if n.startswith(("silver.", "gold.")) and delta_io.table_exists(spark, lake, n)}
@@ -123,7 +129,8 @@ def test_silver_and_gold_equal_a_build_from_scratch_on_the_scrubbed_landing_zone
 
 def test_the_request_is_audited_for_admins_only(spark, erased, trino: Settings) -> None:  # type: ignore[no-untyped-def]
     lake, planted, _, report = erased
-    rows = delta_io.read_table(spark, lake, forget_job.AUDIT).collect()
+    # The pipeline erased the generator's own withdrawn subjects first (requested_by 'pipeline').
+    rows = delta_io.read_table(spark, lake, forget_job.AUDIT).where(F.col("requested_by") != "pipeline").collect()
     assert len(rows) == 1
     row = rows[0]
     assert (row.subject_hash, row.requested_by, row.reason, row.captures_removed, row.proof_passed,
@@ -132,7 +139,8 @@ def test_the_request_is_audited_for_admins_only(spark, erased, trino: Settings) 
     assert row.rows_removed["silver.captures"] == 2 and row.landing_files_removed >= 4
     served = trino.with_overrides(lake_root=lake.lake_root)
     register_tables(served, [("ops", "erasures")])
-    assert query(served, "select captures_removed from delta.ops.erasures", user="admin") == [[2]]
+    assert query(served, "select captures_removed from delta.ops.erasures where requested_by = 'dpo'",
+                 user="admin") == [[2]]
     for reader in ("analyst", "ml_engineer"):
         with pytest.raises(Exception, match="Access Denied"):
             query(served, "select count(*) from delta.ops.erasures", user=reader)
@@ -147,3 +155,49 @@ def test_a_second_request_and_the_next_pipeline_run_change_nothing(spark, erased
         step.run(spark, lake, ingest.silent)
     assert {n: delta_io.table_version(spark, lake, n) for n in all_contracts()} == versions
     assert delta_io.read_table(spark, lake, forget_job.AUDIT).where(F.col("reason") == "ticket 42 again").count() == 0
+
+
+def test_the_erased_files_landed_again_bring_nothing_back(spark, erased) -> None:  # type: ignore[no-untyped-def]
+    """A device or a script lands every file again as first delivered: ingestion refuses what names the
+    erased subject or captures (ops.erasures), so no table changes and the lake still holds no trace."""
+    lake, planted, _, _ = erased
+    shutil.copytree(delivered(lake), lake.landing_root, dirs_exist_ok=True)
+    versions = {n: delta_io.table_version(spark, lake, n) for n in all_contracts()}
+    said: list[str] = []
+    for step in pipeline.WATCHED:
+        step.run(spark, lake, said.append)
+    assert {n: delta_io.table_version(spark, lake, n) for n in all_contracts()} == versions
+    assert any("name an erased subject or capture (ops.erasures) and are not loaded" in line for line in said), said
+    assert not any(SUBJECT in line or any(c in line for c in planted) for line in said)
+    areas = {"lake": Path(lake.lake_root), "state": Path(lake.state_dir)}
+    assert erasure.scan(areas, [SUBJECT, *planted]) == []
+
+
+def test_a_withdrawal_in_a_manifest_upload_is_erased_by_the_pipeline(spark, erased) -> None:  # type: ignore[no-untyped-def]
+    """Another subject withdraws through a device upload (a corrected manifest line): the pipeline's
+    withdrawals step erases them as `forget` does, records it as requested by the pipeline, and the next
+    run commits nothing."""
+    lake, planted, _, _ = erased
+    subjects = delta_io.read_table(spark, lake, "silver.subjects").where(F.col("consent") == "granted")
+    subject, capture = sorted((r.subject_id, r.capture_id) for r in subjects.collect()
+                              if r.capture_id not in planted)[0]
+    line = next(json.loads(text) for path in sorted((Path(lake.landing_root) / "manifests").glob("*.jsonl"))
+                for text in path.read_text().splitlines() if text.strip() and json.loads(text)["capture_id"] == capture)
+    line["subjects"] = [dict(s, consent="withdrawn") if s["subject_id"] == subject else s for s in line["subjects"]]
+    (Path(lake.landing_root) / "manifests" / "withdrawal-001.jsonl").write_text(json.dumps(line) + "\n")
+    earlier = [r[0] for r in delta_io.read_table(spark, lake, forget_job.AUDIT).select("erasure_id").collect()]
+    said: list[str] = []
+    pipeline.run(spark, lake, said.append)
+    assert "[withdrawals] 1 subject(s) withdrew consent in a manifest upload: erasing them" in said, said
+    rows = (delta_io.read_table(spark, lake, forget_job.AUDIT).where(~F.col("erasure_id").isin(earlier))
+            .where(F.col("requested_by") == "pipeline").collect())
+    assert [(r.captures_removed, r.proof_passed, r.reason) for r in rows] == [
+        (1, True, "consent withdrawn in a manifest upload")]
+    for name in ("silver.captures", "silver.subjects", "silver.frames", "gold.detection_matches"):
+        assert delta_io.read_table(spark, lake, name).where(F.col("capture_id") == capture).count() == 0, name
+    areas = {"lake": Path(lake.lake_root), "landing": Path(lake.landing_root), "state": Path(lake.state_dir)}
+    assert erasure.scan(areas, [subject, capture]) == []
+    versions = {n: delta_io.table_version(spark, lake, n) for n in all_contracts()}
+    pipeline.run(spark, lake, ingest.silent)
+    moved = {n for n, v in versions.items() if delta_io.table_version(spark, lake, n) != v}
+    assert moved == set(), moved

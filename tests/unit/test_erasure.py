@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from delta.tables import DeltaTable
 
-from scenelake import access, delta_io, erasure
+from scenelake import access, consent, delta_io, erasure
 from scenelake.contracts import all_contracts
 
 pytestmark = pytest.mark.unit
@@ -115,3 +115,22 @@ def test_rows_are_removed_or_scrubbed_and_the_history_before_the_purge_is_gone(s
     vacuumed = spark.sql(f"vacuum delta.`{path}` dry run").collect()
     assert vacuumed == []  # nothing left for the next maintenance to remove
     assert spark.read.format("delta").load(path).count() == 2
+
+
+def test_a_redelivery_of_erased_files_reads_as_the_erasure_left_them(tmp_path: Path) -> None:
+    """The ingestion guard (scenelake.consent.Erased) knows only keyed hashes, yet leaves out the same files
+    and blanks the same lines as the erasure did, so a manifest landed again has the rewritten file's digest."""
+    original = ('{"capture_id": "cap-1", "subjects": [{"subject_id": "subj-7"}, {"subject_id": "subj-8"}]}\r\n'
+                '{"capture_id": "cap-2", "subjects": [{"subject_id": "subj-8"}]}\n{"capture_id": "cap-10"}')
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "upload-001.jsonl").write_text(original)
+    erasure.scrub_landing(tmp_path, ["cap-1"], erasure.pattern(["subj-7", "cap-1"]))
+    key = "ab" * 32
+    guard = consent.Erased(key, frozenset(str(access.masked_value(i, key)) for i in ("subj-7", "cap-1")))
+    assert guard.blanked(original) == (tmp_path / "manifests" / "upload-001.jsonl").read_text()
+    assert guard.blanked(original) == '\n{"capture_id": "cap-2", "subjects": [{"subject_id": "subj-8"}]}\n' \
+                                      '{"capture_id": "cap-10"}'
+    assert guard.refuses("predictions/run_id=r/capture_id=cap-1/detections.jsonl")
+    assert not guard.refuses("predictions/run_id=r/capture_id=cap-10/detections.jsonl")
+    assert guard.refuses("manifests/cap-1.jsonl") and not guard.refuses("manifests/upload-001.jsonl")
+    assert guard.blanked(None) is None
