@@ -198,8 +198,10 @@ def _earlier(spark: SparkSession, settings: Settings, subject_hash: str) -> str:
 
 def _show_proof(report: ErasureReport, progress) -> None:  # type: ignore[no-untyped-def]
     if report.proof_passed:
+        people = len(report.subject_hashes)
+        whom = "subject or its" if people == 1 else f"{people} subjects or their"
         progress("[forget] proof passed: no file under the lake, the landing zone or the state folder holds the "
-                 f"subject or its {len(report.captures)} capture id(s)")
+                 f"{whom} {len(report.captures)} capture id(s)")
         return
     progress(f"[forget] proof FAILED: {len(report.hits)} file(s) still hold the subject or a removed capture:")
     for hit in report.hits[:50]:

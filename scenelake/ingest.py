@@ -115,7 +115,7 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
         if guard is not None:
             # Files in a capture's folder were judged by their path; a line file outside one (a
             # manifest) mixes captures. A JSON document outside one is not cut (see README "Consent").
-            blanked, path = F.udf(guard.blanked, "string"), F.lower(F.col("path"))
+            blanked, path = F.udf(guard.blanked, "string", useArrow=False), F.lower(F.col("path"))
             mixed = ~path.contains("capture_id=") & reduce(
                 lambda a, b: a | b, [path.endswith(ext) for ext in sorted(erasure.LINE_FILES)])
             raw = (raw.withColumn("value", F.when(mixed, blanked("value")).otherwise(F.col("value")))
