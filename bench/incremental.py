@@ -164,7 +164,7 @@ def latency(spark, settings: Settings, root: Path, rng: random.Random, first: in
     from scenelake.job import publish
     from scenelake.trino_client import query
 
-    publish(spark, settings, "bench", pipeline.existing_tables(spark, settings))  # every table, views deployed
+    publish(spark, settings, "bench", delta_io.existing_tables(spark, settings))  # every table, views deployed
     sql = "select coalesce(sum(captures), 0) from delta.gold.capture_coverage"
     before = int(query(settings, sql)[0][0])
     upload = [f"cap-{c:05d}" for c in range(first, first + 10)]

@@ -41,13 +41,16 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.pipeline import DERIVE, existing_tables
+from jobs import compare, evaluate, ingest_annotations, ingest_captures, ingest_predictions
 from scenelake import access, consent, delta_io, erasure, ingest
 from scenelake.contracts import all_contracts
 from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
 
 AUDIT = "ops.erasures"
+# The pipeline's steps an erasure runs again (in its order), so everything the removed captures fed is
+# recomputed: every step but the withdrawals (this job) and maintenance.
+DERIVE = (ingest_captures, ingest_annotations, ingest_predictions, evaluate, compare)
 BRONZE = ("bronze.captures", "bronze.annotations", "bronze.predictions")
 
 
@@ -132,7 +135,7 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
     watch = ingest.Stopwatch(progress, "forget")
     whom = f"subject {report.subject_hash}" if len(people) == 1 else f"{len(people)} subjects"
     progress(f"[forget] {whom}: {len(report.captures)} capture(s) to erase")
-    names = [n for n in existing_tables(spark, settings) if n != AUDIT]
+    names = [n for n in delta_io.existing_tables(spark, settings) if n != AUDIT]
     before = {n: delta_io.table_version(spark, settings, n) for n in names}
     contracts = all_contracts()
     for name in names:
@@ -268,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return holder["report"]
 
     try:
-        status = job_main("forget", __doc__, job, existing_tables, argv, options)
+        status = job_main("forget", __doc__, job, delta_io.existing_tables, argv, options)
     except (ErasureError, access.AccessError) as exc:
         print(f"[forget] error: {exc}", file=sys.stderr)
         return 2

@@ -36,10 +36,6 @@ from scenelake.job import job_main, releases_cache
 from scenelake.settings import Settings
 
 
-def existing_tables(spark: SparkSession, settings: Settings) -> list[str]:
-    return [name for name in all_contracts() if delta_io.table_exists(spark, settings, name)]
-
-
 def _analyzer(settings: Settings, name: str) -> Callable[[], None]:
     def analyze() -> None:
         from scenelake.trino_client import query, quote, register_tables
@@ -60,7 +56,7 @@ def run(spark: SparkSession, settings: Settings, progress: maintenance.Progress 
     unknown = sorted(set(table or []) - set(contracts))
     if unknown:
         raise maintenance.MaintenanceError(f"no contract for {', '.join(unknown)}")
-    names = [n for n in existing_tables(spark, settings) if not table or n in table]
+    names = [n for n in delta_io.existing_tables(spark, settings) if not table or n in table]
     reports = []
     for name in names:
         started = time.monotonic()
@@ -93,7 +89,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return job_main("maintain", __doc__, run, existing_tables, argv, options)
+        return job_main("maintain", __doc__, run, delta_io.existing_tables, argv, options)
     except maintenance.MaintenanceError as exc:
         print(f"[maintain] error: {exc}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ import time
 from pyspark.sql import SparkSession
 
 from jobs import compare, evaluate, ingest_annotations, ingest_captures, ingest_predictions, maintain, withdrawals
+from jobs.forget import DERIVE
 from scenelake import delta_io, quality
 from scenelake.contracts import all_contracts
 from scenelake.job import job_main, publish
@@ -28,8 +29,8 @@ from scenelake.settings import Settings
 
 STEPS = (ingest_captures, withdrawals, ingest_annotations, ingest_predictions, evaluate, compare, maintain)
 WATCHED = STEPS[:-1]  # --watch compacts on its own clock (--maintain-every), not every pass
-# What an erasure runs again to recompute everything derived from the removed captures.
-DERIVE = tuple(step for step in WATCHED if step is not withdrawals)
+# An erasure runs the other steps again (jobs/forget.py DERIVE) to recompute what the removed captures fed.
+assert tuple(step for step in WATCHED if step is not withdrawals) == DERIVE, "jobs/forget.py DERIVE is stale"
 
 
 def run(spark: SparkSession, settings: Settings, progress=print, watch: bool = False,  # type: ignore[no-untyped-def]
@@ -56,7 +57,7 @@ def run(spark: SparkSession, settings: Settings, progress=print, watch: bool = F
                 progress(f"[pipeline] error: {exc} (watching on; the batch waits for a fix or an acceptance)")
             moved = sorted(n for n, v in versions(spark, settings).items() if v != before.get(n))
             if moved:
-                publish(spark, settings, "pipeline", existing_tables(spark, settings))
+                publish(spark, settings, "pipeline", delta_io.existing_tables(spark, settings))
                 progress(f"[pipeline] pass {done + 1}: {len(moved)} table(s) changed in "
                          f"{time.monotonic() - started:.1f}s")
             done += 1
@@ -76,10 +77,6 @@ def versions(spark: SparkSession, settings: Settings) -> dict[str, int | None]:
     return {name: delta_io.table_version(spark, settings, name) for name in all_contracts()}
 
 
-def existing_tables(spark: SparkSession, settings: Settings) -> list[str]:
-    return [name for name in all_contracts() if delta_io.table_exists(spark, settings, name)]
-
-
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", action="store_true",
                         help="keep one Spark session and process new landing files as they arrive (each pass "
@@ -93,7 +90,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return job_main("pipeline", __doc__, run, existing_tables, argv, options)
+    return job_main("pipeline", __doc__, run, delta_io.existing_tables, argv, options)
 
 
 if __name__ == "__main__":

@@ -15,20 +15,18 @@ import sys
 
 from pyspark.sql import SparkSession
 
+from jobs import forget
+from scenelake import delta_io
 from scenelake.job import job_main
 from scenelake.settings import Settings
 
 
 def run(spark: SparkSession, settings: Settings, progress=print) -> object:  # type: ignore[no-untyped-def]
-    from jobs import forget  # forget runs the pipeline's other steps: imported when needed
-
     return forget.run_withdrawals(spark, settings, progress)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.pipeline import existing_tables
-
-    return job_main("withdrawals", __doc__, run, existing_tables, argv)
+    return job_main("withdrawals", __doc__, run, delta_io.existing_tables, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from scenelake.contracts import Column, Contract, contract, spark_type
+from scenelake.contracts import Column, Contract, all_contracts, contract, spark_type
 from scenelake.settings import Settings
 
 
@@ -334,3 +334,8 @@ def replace_where(spark: SparkSession, settings: Settings, name: str, df: DataFr
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)
     writer.save(path)
+
+
+def existing_tables(spark: SparkSession, settings: Settings) -> list[str]:
+    """Every contract's table (layer.table) that exists in the lake."""
+    return [name for name in all_contracts() if table_exists(spark, settings, name)]
