@@ -96,6 +96,25 @@ def subject_captures(spark: SparkSession, settings: Settings, subject: str) -> l
     return sorted(found)
 
 
+def interrupted_captures(spark: SparkSession, settings: Settings, subject: str) -> list[str]:
+    """The captures of `subject` that an interrupted erasure already deleted (gone from silver.captures) but
+    whose history it had not purged yet: silver.subjects still shows them in the version before each
+    DELETE left in its log. The erasure purges silver.subjects last, so until it is done they are found."""
+    name = consent.SUBJECTS
+    commits = delta_io.history(spark, settings, name)
+    versions = {version for version, _, _ in commits}
+    found: set[str] = set()
+    for version, operation, _ in commits:
+        if operation == "DELETE" and version - 1 in versions:
+            found |= {r[0] for r in delta_io.read_table(spark, settings, name, version=version - 1)
+                      .where(F.col("subject_id") == subject).select("capture_id").distinct().collect()}
+    if not found or not delta_io.table_exists(spark, settings, "silver.captures"):
+        return sorted(found)
+    present = {r[0] for r in delta_io.read_table(spark, settings, "silver.captures")
+               .where(F.col("capture_id").isin(sorted(found))).select("capture_id").collect()}
+    return sorted(found - present)
+
+
 def proof(settings: Settings, identifiers: list[str]) -> list[erasure.Hit]:
     areas = {"lake": Path(settings.lake_root), "landing": Path(settings.landing_root),
              "state": Path(settings.state_dir)}
@@ -123,6 +142,10 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
     key = access.read_key(settings)
     report = ErasureReport(ingest.new_batch_id(), [str(access.masked_value(p, key)) for p in people])
     per_subject = {p: subject_captures(spark, settings, p) for p in people}
+    # A rerun after a crash: what the first run deleted is still in the history it had not purged.
+    leftover = {p: sorted(set(interrupted_captures(spark, settings, p)) - set(per_subject[p])) for p in people}
+    resumed = any(leftover.values())
+    per_subject = {p: sorted({*per_subject[p], *leftover[p]}) for p in people}
     report.captures = sorted({c for found in per_subject.values() for c in found})
     report.capture_hashes = sorted(str(access.masked_value(c, key)) for c in report.captures)
     identifiers = [*people, *report.captures]
@@ -135,6 +158,9 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
     watch = ingest.Stopwatch(progress, "forget")
     whom = f"subject {report.subject_hash}" if len(people) == 1 else f"{len(people)} subjects"
     progress(f"[forget] {whom}: {len(report.captures)} capture(s) to erase")
+    if resumed:
+        progress("[forget] resuming an interrupted erasure: some captures are gone from the tables but still in "
+                 "their history; every table is purged")
     names = [n for n in delta_io.existing_tables(spark, settings) if n != AUDIT]
     before = {n: delta_io.table_version(spark, settings, n) for n in names}
     contracts = all_contracts()
@@ -158,12 +184,15 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
              f"{len(report.landing.rewritten)} rewritten; {docs} Data Docs page(s) removed")
     watch.lap("landing zone scrubbed")
 
-    if not report.tables and not report.landing.removed and not report.landing.rewritten:
+    if not report.tables and not report.landing.removed and not report.landing.rewritten and not resumed:
         report.nothing_left = True
         report.hits = proof(settings, identifiers)
-        progress("[forget] nothing of this subject is in the lake or the landing zone: nothing changed"
-                 + _earlier(spark, settings, report.subject_hash))
+        earlier = _earlier(spark, settings, report.subject_hash)
+        progress("[forget] nothing of this subject is in the lake or the landing zone: nothing changed" + earlier)
         _show_proof(report, progress)
+        if not earlier:
+            # Never recorded (never in the lake, or a run that died after its purge): the request is.
+            _audit(spark, settings, report, per_subject, reason, by or getpass.getuser(), started)
         return report
 
     # The metrics of every affected run, without the erased captures (each step is incremental: it
@@ -173,8 +202,9 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
     watch.lap("pipeline steps re-run (metrics recomputed)")
     ingest.crash_point("forget:after_recompute")
 
-    for name in names:
-        if delta_io.table_version(spark, settings, name) == before[name]:
+    # silver.subjects last: until it is purged a rerun can find what an interrupted run deleted.
+    for name in sorted(names, key=lambda n: n == consent.SUBJECTS):
+        if delta_io.table_version(spark, settings, name) == before[name] and not resumed:
             continue
         commits = delta_io.history(spark, settings, name)
         layer, table_name = name.split(".")
@@ -184,6 +214,7 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
         report.purged.append(name)
     progress(f"[forget] {len(report.purged)} table(s) purged of their earlier versions: {', '.join(report.purged)}")
     watch.lap("history purged")
+    ingest.crash_point("forget:after_purge")
 
     report.hits = proof(settings, identifiers)
     _show_proof(report, progress)
