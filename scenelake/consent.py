@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from scenelake import access, delta_io
+from scenelake import access, delta_io, erasure
 from scenelake.settings import Settings
 
 USABLE = "granted"
@@ -51,8 +51,8 @@ def usable(frames: DataFrame, subjects: DataFrame | None) -> DataFrame:
 
 # --- erased subjects are not admitted again ---------------------------------------------
 ERASURES = "ops.erasures"
-# What an identifier is made of (as scenelake.erasure.pattern matches a whole id).
-TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+# A whole id, as scenelake.erasure.pattern matches one.
+TOKEN = re.compile(f"[{erasure.ID_CHARS}]+")
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,7 @@ class Erased:
                     return True
             return False
 
-        return "".join(("\n" if line.endswith("\n") else "") if names(line) else line
-                       for line in text.splitlines(keepends=True))
+        return erasure.blank_lines(text, names)
 
 
 def erased(spark: SparkSession, settings: Settings) -> Erased | None:

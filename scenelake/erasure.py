@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
@@ -58,13 +58,24 @@ RAW_RECORD_TABLES = ("bronze.", "ops.quarantine")
 PURGE_JOB = "erasure"
 
 
+# What an id is made of: a whole id is a run of these (the ingestion guard splits text into such runs).
+ID_CHARS = "A-Za-z0-9_-"
+
+
 def pattern(identifiers: Iterable[str]) -> str:
     """A regular expression (Java's and Python's) matching any of `identifiers` as a whole id: not inside a
     longer id, so erasing capture `gen-0001` leaves `gen-00010` alone."""
     ids = sorted({i for i in identifiers if i}, key=len, reverse=True)
     if not ids:
         return "(?!)"
-    return r"(?<![A-Za-z0-9_-])(?:" + "|".join(re.escape(i) for i in ids) + r")(?![A-Za-z0-9_-])"
+    return rf"(?<![{ID_CHARS}])(?:" + "|".join(re.escape(i) for i in ids) + rf")(?![{ID_CHARS}])"
+
+
+def blank_lines(text: str, names: Callable[[str], Any]) -> str:
+    """`text` with every line for which `names(line)` holds blanked, its line break kept (so the other
+    lines keep their numbers): how a line file loses the records of an erasure."""
+    return "".join(("\n" if line.endswith("\n") else "") if names(line) else line
+                   for line in text.splitlines(keepends=True))
 
 
 def _as_text(column: Column, dtype: T.DataType) -> Column | None:
@@ -162,8 +173,7 @@ def scrub_landing(root: Path, captures: Iterable[str], regex: str) -> LandingCha
         if not rx.search(text):
             continue
         if path.suffix.lower() in LINE_FILES:
-            kept = "".join(("\n" if line.endswith("\n") else "") if rx.search(line) else line
-                           for line in text.splitlines(keepends=True))
+            kept = blank_lines(text, rx.search)
         elif path.suffix.lower() == ".json" and (pruned := _pruned_document(text, rx)) is not None:
             kept = pruned
         else:
