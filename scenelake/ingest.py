@@ -118,8 +118,10 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
             blanked, path = F.udf(guard.blanked, "string", useArrow=False), F.lower(F.col("path"))
             mixed = ~path.contains("capture_id=") & reduce(
                 lambda a, b: a | b, [path.endswith(ext) for ext in sorted(erasure.LINE_FILES)])
+            # A manifest left with no line is gone, as the erasure deleted it; any other blank file
+            # still reaches its job (an annotation export of blanks is quarantined by name).
             raw = (raw.withColumn("value", F.when(mixed, blanked("value")).otherwise(F.col("value")))
-                   .where(F.length(F.trim("value")) > 0))
+                   .where(~mixed | (F.length(F.trim("value")) > 0)))
     meta = spark.createDataFrame([(r.source_file, r.source_size, r.source_modified_at) for r in found],
                                  "source_file string, source_size long, source_modified_at timestamp")
     return raw.select(_relative(settings, F.col("path")).alias("source_file"), "value").join(
