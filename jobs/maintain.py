@@ -14,6 +14,12 @@ For each table in the lake (schemas/<layer>/<table>.yaml with data under the lak
 
 and prints, per table, the data files and MiB before and after. It is the pipeline's last step.
 
+Its cost follows what changed, not the lake: a table nothing was committed to since its last
+maintenance is not read at all (one listing of its Delta log against its ledger in
+<lake>/_maintenance/), VACUUM runs only once some commit's removed files are older than the
+retention, and every table is checked in full once per retention period (or with --recheck).
+The ledger assumes maintain is the only job writing while it runs, as in the pipeline.
+
 Crash safety: OPTIMIZE commits atomically (a crash leaves the table as it was; the files it had
 written are orphans that VACUUM removes after the retention), and VACUUM only deletes files no
 version within the retention references. A rerun converges; on a maintained table it finds
@@ -49,7 +55,7 @@ def _analyzer(settings: Settings, name: str) -> Callable[[], None]:
 @releases_cache
 def run(spark: SparkSession, settings: Settings, progress: maintenance.Progress = print,  # type: ignore[assignment]
         retention_hours: int | None = None, allow_unsafe_retention: bool = False, analyze: bool = True,
-        table: list[str] | None = None) -> list[maintenance.TableReport]:
+        table: list[str] | None = None, recheck: bool = False) -> list[maintenance.TableReport]:
     hours = settings.vacuum_retention_hours if retention_hours is None else retention_hours
     maintenance.check_retention(hours, allow_unsafe_retention)  # before touching any table
     contracts = all_contracts()
@@ -66,12 +72,14 @@ def run(spark: SparkSession, settings: Settings, progress: maintenance.Progress 
             allow_unsafe_retention=allow_unsafe_retention, min_small_files=settings.compact_min_small_files,
             small_file_bytes=settings.compact_small_file_mb * 2**20,
             target_file_bytes=settings.compact_target_file_mb * 2**20,
-            analyze=_analyzer(settings, name) if analyze else None, progress=progress)
+            analyze=_analyzer(settings, name) if analyze else None, progress=progress,
+            ledger_at=maintenance.ledger_path(settings.lake_root, name), recheck=recheck)
         progress(f"[maintain] {report.line()} ({time.monotonic() - started:.0f}s)")
         reports.append(report)
     before, after = sum(r.files_before for r in reports), sum(r.files_after for r in reports)
     progress(f"[maintain] {len(reports)} table(s): {before} data files -> {after}; "
-             f"{sum(1 for r in reports if r.compacted_partitions)} compacted, retention {hours} h")
+             f"{sum(1 for r in reports if r.compacted_partitions)} compacted, "
+             f"{sum(1 for r in reports if r.skipped)} unchanged since the last maintenance, retention {hours} h")
     return reports
 
 
@@ -83,6 +91,9 @@ def options(parser: argparse.ArgumentParser) -> None:
                              "safety check): only when no query, writer or time travel can need older files")
     parser.add_argument("--analyze", action=argparse.BooleanOptionalAction, default=True,
                         help="run Trino's ANALYZE on each compacted table (default: on; needs Trino)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="check every table in full (layout, retention, VACUUM of orphan files), even those "
+                             "the ledger says are unchanged since the last maintenance")
     parser.add_argument("--table", action="append", metavar="LAYER.TABLE",
                         help="maintain only this table (repeatable; default: every table in the lake)")
 

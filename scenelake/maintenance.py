@@ -8,13 +8,27 @@ Every change is one Delta commit or none: OPTIMIZE commits its rewritten files a
 leaves the table as it was, plus orphan files that a later VACUUM removes), and VACUUM only
 deletes files the table stopped referencing more than the retention ago. A rerun therefore
 converges, and a rerun on a maintained table finds nothing worth doing and commits nothing.
+
+Cost follows what changed: a ledger per table (`<lake>/_maintenance/<layer>.<table>.json`, written
+after the table is done, so a crash only means looking again) records the version maintain left it
+at and the newest commit whose removed files VACUUM has already deleted. From a listing of the
+table's `_delta_log` alone (no Spark job, one LIST on object storage) `plan` then decides: the data
+files are read only when something was committed since, VACUUM runs only when a commit's removed
+files have aged past the retention since the last VACUUM, and every table gets a full check
+(layout, retention property, VACUUM, which also deletes orphan files of crashed writers) once per
+retention period or with `--recheck`. Delta offers no such bookkeeping for OPTIMIZE and VACUUM
+(auto compaction works per write, and VACUUM always lists the whole table), hence this one.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import unquote
 
 from delta.tables import DeltaTable
@@ -28,8 +42,12 @@ DELTA_SAFE_RETENTION_HOURS = 168
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
 
+LEDGER_FOLDER = "_maintenance"
+HOUR_MS = 3_600_000
+
 Partition = tuple[tuple[str, str | None], ...]
 Progress = Callable[[str], None]
+Commit = tuple[int, int]  # (version, commit time in ms: the modification time of its file in _delta_log)
 
 
 class MaintenanceError(Exception):
@@ -52,8 +70,13 @@ class TableReport:
     compacted_partitions: int
     vacuumed_files: int
     analyzed: bool
+    skipped: bool = False  # the ledger said nothing could need doing: no data file was read
 
     def line(self) -> str:
+        if self.skipped:
+            return (f"{self.table:28} files {self.files_before:>6} -> {self.files_after:<6} "
+                    f"MiB {self.bytes_before / 2**20:>9.1f} -> {self.bytes_after / 2**20:<9.1f} "
+                    "unchanged since the last maintenance")
         did = []
         if self.compacted_partitions:
             did.append(f"compacted {self.compacted_partitions} partition(s)")
@@ -138,6 +161,75 @@ def vacuum_sql(path: str, dry_run: bool = False) -> str:
     return f"vacuum delta.`{path}`" + (" dry run" if dry_run else "")
 
 
+@dataclass(frozen=True)
+class Ledger:
+    """What maintain left a table at: its newest commit then, the newest commit whose removed files
+    VACUUM has deleted, the retention that held, when it last checked everything, the file totals."""
+    version: int
+    committed_ms: int
+    vacuumed_through: int
+    retention_hours: int
+    full_check_ms: int
+    files: int
+    bytes: int
+
+    def text(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def parse(cls, text: str) -> Ledger | None:
+        """None for anything unreadable (then the table is checked in full, which rewrites it)."""
+        try:
+            return cls(**{k: int(v) for k, v in json.loads(text).items()})
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
+class Plan:
+    layout: bool  # read the data files and compact what is worth it: something was committed since
+    vacuum: bool  # VACUUM: removed files aged past the retention since the last VACUUM, or a full check
+    full: bool    # everything, the retention property included (no ledger, its retention differs, a week old)
+
+
+def commits_in_log(names_and_times: Iterable[tuple[str, int]]) -> list[Commit]:
+    """The commits among the files of a `_delta_log` folder, oldest first: a commit's time is its JSON
+    file's; a checkpoint stands for its version only where that JSON was cleaned up."""
+    commits: dict[int, int] = {}
+    checkpoints: dict[int, int] = {}
+    for name, modified in names_and_times:
+        match = re.fullmatch(r"(\d{20})\.(json|checkpoint(?:\.\d+\.\d+)?\.parquet)", name)
+        if match:
+            found = commits if match.group(2) == "json" else checkpoints
+            found[int(match.group(1))] = max(found.get(int(match.group(1)), 0), modified)
+    return sorted({**checkpoints, **commits}.items())
+
+
+def plan(ledger: Ledger | None, commits: Sequence[Commit], now_ms: int, retention_hours: int,
+         recheck: bool = False) -> Plan:
+    """What maintaining the table needs, from its ledger and its log's commits alone."""
+    retention_ms = retention_hours * HOUR_MS
+    if (recheck or ledger is None or not commits or ledger.retention_hours != retention_hours
+            or now_ms - ledger.full_check_ms >= retention_ms):
+        return Plan(layout=True, vacuum=True, full=True)
+    moved = commits[-1] != (ledger.version, ledger.committed_ms)
+    aged = any(version > ledger.vacuumed_through and committed <= now_ms - retention_ms
+               for version, committed in commits)
+    return Plan(layout=moved, vacuum=aged, full=False)
+
+
+def next_ledger(ledger: Ledger | None, done: Plan, before: Sequence[Commit], after: Sequence[Commit], now_ms: int,
+                retention_hours: int, files: int, size: int) -> Ledger:
+    """The ledger once `done` was applied: `before` are the commits it saw, `after` the log since."""
+    horizon = now_ms - retention_hours * HOUR_MS
+    vacuumed = ledger.vacuumed_through if ledger is not None and not done.full else -1
+    if done.vacuum:  # every removal committed by the horizon is gone now
+        vacuumed = max([vacuumed] + [version for version, committed in before if committed <= horizon])
+    full_check = now_ms if done.full or ledger is None else ledger.full_check_ms
+    version, committed = after[-1]
+    return Ledger(version, committed, vacuumed, retention_hours, full_check, files, size)
+
+
 # --- Spark and Trino ----------------------------------------------------------------------
 def data_files(spark: SparkSession, path: str) -> list[DataFile]:
     """The data files of the table's current version with their sizes (from the file system)."""
@@ -155,13 +247,71 @@ def data_files(spark: SparkSession, path: str) -> list[DataFile]:
     return files
 
 
+def _file_system(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)  # type: ignore[union-attr]
+    return hadoop_path, hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+
+
+def log_commits(spark: SparkSession, path: str) -> list[Commit]:
+    """The table's commits from one listing of its `_delta_log` (Hadoop's file system: local or s3a)."""
+    log, fs = _file_system(spark, path.rstrip("/") + "/_delta_log")
+    return commits_in_log((s.getPath().getName(), int(s.getModificationTime())) for s in fs.listStatus(log))
+
+
+def ledger_path(lake_root: str, name: str) -> str:
+    return f"{lake_root.rstrip('/')}/{LEDGER_FOLDER}/{name}.json"
+
+
+def read_ledger(spark: SparkSession, location: str) -> Ledger | None:
+    where, fs = _file_system(spark, location)
+    if not fs.exists(where):
+        return None
+    stream = fs.open(where)
+    try:
+        return Ledger.parse(str(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(  # type: ignore[union-attr]
+            stream, "UTF-8")))
+    finally:
+        stream.close()
+
+
+def write_ledger(spark: SparkSession, location: str, ledger: Ledger) -> None:
+    where, fs = _file_system(spark, location)
+    stream = fs.create(where, True)
+    try:
+        stream.write(ledger.text().encode())
+    finally:
+        stream.close()
+
+
 def maintain_table(spark: SparkSession, path: str, table: Contract, *, retention_hours: int,
                    allow_unsafe_retention: bool, min_small_files: int, small_file_bytes: int, target_file_bytes: int,
-                   analyze: Callable[[], None] | None, progress: Progress) -> TableReport:
-    """Compact the partitions worth it, vacuum what the retention allows, analyze what changed."""
+                   analyze: Callable[[], None] | None, progress: Progress, ledger_at: str | None = None,
+                   recheck: bool = False) -> TableReport:
+    """Compact the partitions worth it, vacuum what the retention allows, analyze what changed; with a
+    ledger (`ledger_at`), only what could have changed since the last maintenance (see `plan`)."""
     check_retention(retention_hours, allow_unsafe_retention)
-    before = data_files(spark, path)
-    partitions = partitions_to_compact(before, min_small_files, small_file_bytes)
+    now_ms = int(time.time() * 1000)
+    commits = log_commits(spark, path)
+    ledger = read_ledger(spark, ledger_at) if ledger_at else None
+    todo = plan(ledger, commits, now_ms, retention_hours, recheck) if ledger_at else Plan(True, True, True)
+    if not (todo.layout or todo.vacuum) and ledger is not None:
+        return TableReport(table.name, ledger.files, ledger.files, ledger.bytes, ledger.bytes, 0, 0, False,
+                           skipped=True)
+    report = _apply(spark, path, table, todo, retention_hours=retention_hours, min_small_files=min_small_files,
+                    small_file_bytes=small_file_bytes, target_file_bytes=target_file_bytes, analyze=analyze,
+                    progress=progress, known=ledger)
+    if ledger_at:
+        write_ledger(spark, ledger_at, next_ledger(ledger, todo, commits, log_commits(spark, path), now_ms,
+                                                   retention_hours, report.files_after, report.bytes_after))
+    return report
+
+
+def _apply(spark: SparkSession, path: str, table: Contract, todo: Plan, *, retention_hours: int, min_small_files: int,
+           small_file_bytes: int, target_file_bytes: int, analyze: Callable[[], None] | None, progress: Progress,
+           known: Ledger | None) -> TableReport:
+    before = data_files(spark, path) if todo.layout or known is None else None
+    partitions = partitions_to_compact(before, min_small_files, small_file_bytes) if before is not None else []
     compact = bool(partitions)
     if compact:
         progress(f"[maintain] {table.name}: compacting {len(partitions)} partition(s)"
@@ -171,15 +321,16 @@ def maintain_table(spark: SparkSession, path: str, table: Contract, *, retention
             spark.sql(optimize_sql(path, table, partitions)).collect()
         finally:
             spark.conf.unset("spark.databricks.delta.optimize.maxFileSize")
-    properties = DeltaTable.forPath(spark, path).detail().first()["properties"]  # type: ignore[index]
-    retention = retention_property(properties.get(RETENTION_PROPERTY), retention_hours)
-    if retention is not None:
-        progress(f"[maintain] {table.name}: {RETENTION_PROPERTY} = {retention}")
-        spark.sql(f"alter table delta.`{path}` set tblproperties ('{RETENTION_PROPERTY}' = '{retention}')")
+    if todo.full:  # the ledger's retention is the table's otherwise
+        properties = DeltaTable.forPath(spark, path).detail().first()["properties"]  # type: ignore[index]
+        retention = retention_property(properties.get(RETENTION_PROPERTY), retention_hours)
+        if retention is not None:
+            progress(f"[maintain] {table.name}: {RETENTION_PROPERTY} = {retention}")
+            spark.sql(f"alter table delta.`{path}` set tblproperties ('{RETENTION_PROPERTY}' = '{retention}')")
     # Delta's own check compares with the property just set, so a shorter retention that passed
     # check_retention (explicitly allowed) goes through. A dry run first: VACUUM can record commits
     # (vacuum logging), so skipping it when nothing is to be deleted keeps a rerun commit-free.
-    doomed = spark.sql(vacuum_sql(path, dry_run=True)).count()
+    doomed = spark.sql(vacuum_sql(path, dry_run=True)).count() if todo.vacuum else 0
     if doomed:
         progress(f"[maintain] {table.name}: vacuuming {doomed} file(s)")
         spark.sql(vacuum_sql(path)).collect()
@@ -188,5 +339,8 @@ def maintain_table(spark: SparkSession, path: str, table: Contract, *, retention
     if analyze is not None and compact:
         analyze()
         analyzed = True
+    if before is None or after is None:  # only VACUUM was due: the data files are those the ledger counted
+        assert known is not None
+        return TableReport(table.name, known.files, known.files, known.bytes, known.bytes, 0, doomed, False)
     return TableReport(table.name, len(before), len(after), sum(f.size for f in before), sum(f.size for f in after),
                        len(partitions), doomed, analyzed)

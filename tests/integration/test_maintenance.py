@@ -72,11 +72,27 @@ def test_layout_maintenance_and_rerun(spark, lake: Settings) -> None:  # type: i
     assert sorted(f.partition for f in files(spark, lake, "silver.predictions")) == [(("run_id", r),) for r in RUNS]
     assert {n: snapshot(spark, lake, n) for n in names} == before
 
-    # A rerun finds nothing worth doing and commits nothing.
+    # A rerun reads no table (the ledgers say nothing was committed since) and commits nothing.
     versions = {n: delta_io.table_version(spark, lake, n) for n in names}
     again = maintain.run(spark, lake, progress=ingest.silent)
-    assert [(r.compacted_partitions, r.vacuumed_files, r.analyzed) for r in again] == [(0, 0, False)] * 2
+    assert [(r.compacted_partitions, r.vacuumed_files, r.analyzed, r.skipped) for r in again] == [
+        (0, 0, False, True)] * 2
+    assert [(r.files_after, r.bytes_after) for r in again] == [(r.files_after, r.bytes_after) for r in reports.values()]
     assert {n: delta_io.table_version(spark, lake, n) for n in names} == versions
+    # A checked-in-full rerun finds the same: nothing worth doing.
+    checked = maintain.run(spark, lake, progress=ingest.silent, recheck=True)
+    assert [(r.compacted_partitions, r.vacuumed_files, r.skipped) for r in checked] == [(0, 0, False)] * 2
+    assert {n: delta_io.table_version(spark, lake, n) for n in names} == versions
+
+    # One new capture: only silver.captures is read again (2 files, not worth compacting).
+    delta_io.merge(spark, lake, "silver.captures",
+                   spark.createDataFrame([capture_row(BATCHES)], contract("silver.captures").spark_schema()))
+    versions = {n: delta_io.table_version(spark, lake, n) for n in names}
+    third = {r.table: r for r in maintain.run(spark, lake, progress=ingest.silent)}
+    assert third["silver.predictions"].skipped and not third["silver.captures"].skipped
+    assert (third["silver.captures"].files_before, third["silver.captures"].compacted_partitions) == (2, 0)
+    assert {n: delta_io.table_version(spark, lake, n) for n in names} == versions
+    assert maintain.run(spark, lake, progress=ingest.silent, table=["silver.captures"])[0].skipped
 
     # Trino reads the new snapshot, with the statistics ANALYZE collected.
     register_tables(lake, [("silver", "predictions"), ("silver", "captures")])
@@ -95,6 +111,29 @@ def test_a_filter_on_one_run_reads_only_that_runs_files(spark, lake: Settings) -
     rows, info = query_with_info(lake, "select count(*) from silver.predictions")
     assert rows == [[90]]
     assert scan_splits(info) == total > per_run
+
+
+def test_vacuum_deletes_the_files_a_rewrite_removed_once_they_are_older_than_the_retention(  # type: ignore[no-untyped-def]
+        spark, lake: Settings, tmp_path: Path) -> None:
+    own = lake.with_overrides(lake_root=str(tmp_path / "lake"))
+    table = contract("silver.captures")
+    path = own.table_path("silver", "captures")
+    rows = spark.createDataFrame([capture_row(i) for i in range(3)], table.spark_schema()).coalesce(1)
+    rows.write.format("delta").save(path)
+    first = {f.split("/")[-1] for f in spark.read.format("delta").load(path).inputFiles()}
+    rows.write.format("delta").mode("overwrite").save(path)  # removes the first file
+    data = sorted(Path(path).glob("*.parquet"))
+    assert len(data) == 2
+    # A retention of 0 hours (explicitly allowed): the removal is old enough at once.
+    report = maintain.run(spark, own, progress=ingest.silent, retention_hours=0, allow_unsafe_retention=True,
+                          analyze=False)[0]
+    assert (report.vacuumed_files, report.files_after) == (1, 1)
+    assert {p.name for p in Path(path).glob("*.parquet")} == {p.name for p in data} - first
+    assert snapshot(spark, own, "silver.captures") == sorted(tuple(r) for r in rows.collect())
+    version = delta_io.table_version(spark, own, "silver.captures")
+    again = maintain.run(spark, own, progress=ingest.silent, retention_hours=0, allow_unsafe_retention=True)[0]
+    assert (again.vacuumed_files, again.compacted_partitions) == (0, 0)
+    assert delta_io.table_version(spark, own, "silver.captures") == version
 
 
 def test_a_too_short_retention_is_refused(spark, lake: Settings) -> None:  # type: ignore[no-untyped-def]
