@@ -33,7 +33,11 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx  # noqa: E402
 import yaml  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from great_expectations.data_context.types.base import (  # noqa: E402
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
@@ -303,11 +307,38 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
     return sorted(outcomes, key=lambda o: checks.index(o.check))
 
 
+# The Data Docs site lists the results in its context's validation results store. A gate's context is
+# otherwise in memory (suites and checkpoints are built from the contracts on every run), so the results
+# are kept in a folder of the site, else each gate's build dropped every other gate's page and the site
+# showed the job's last gate alone. Each suite keeps its newest KEPT_RESULTS, so a build stays bounded.
+RESULTS_FOLDER = ".results"
+KEPT_RESULTS = 20
+
+
+def _context(docs_dir: Path | None) -> Any:
+    if docs_dir is None:
+        return gx.get_context(mode="ephemeral")
+    defaults = InMemoryStoreBackendDefaults()
+    defaults.stores[defaults.validation_results_store_name]["store_backend"] = {
+        "class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir / RESULTS_FOLDER)}
+    return gx.get_context(mode="ephemeral", project_config=DataContextConfig(store_backend_defaults=defaults))
+
+
+def prune_results(suite_dir: Path, keep: int = KEPT_RESULTS) -> None:
+    """Delete all but the newest `keep` stored results of a suite (`<suite>/<run name>/<run time>/`); the
+    site's next build drops their pages."""
+    import shutil
+
+    runs = sorted((p for p in suite_dir.glob("*/*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+    for old in runs[keep:]:
+        shutil.rmtree(old)
+
+
 def _validate_part(engine: str, data: Any, df: DataFrame, name: str, checks: list[Check], chosen: list[int],
                    history: dict[str, float] | None, docs_dir: Path | None,
                    shown: Shown | None) -> list[CheckResult]:
     keys = list(contract(name).primary_key)
-    context = gx.get_context(mode="ephemeral")
+    context = _context(docs_dir)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = (context.data_sources.add_pandas(name="scenelake") if engine == "pandas"
               else context.data_sources.add_spark(name="scenelake"))
@@ -333,6 +364,7 @@ def _validate_part(engine: str, data: Any, df: DataFrame, name: str, checks: lis
             name=f"gate-{name}-{engine}", validation_definitions=[definition], result_format=result_format,
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["scenelake"])]))
         result = next(iter(checkpoint.run(batch_parameters={"dataframe": data}).run_results.values()))
+        prune_results(docs_dir.joinpath(RESULTS_FOLDER, *f"{name}-{engine}".split(".")))  # layer/table-engine
     outcomes = []
     for res in result.results:
         config = res.expectation_config
@@ -358,8 +390,9 @@ def _plain(value: Any) -> Any:
 
 
 def data_docs_dir(run: GateRun) -> Path | None:
-    """Where the Data Docs site lives: <state_dir>/data_docs (the state dir is a local folder)."""
-    return Path(run.settings.state_dir) / "data_docs"
+    """Where the Data Docs site lives: <state_dir>/data_docs (the state dir is a local folder);
+    None when the profile turns the site off (`data_docs = false`)."""
+    return Path(run.settings.state_dir) / "data_docs" if run.settings.data_docs else None
 
 
 def last_published(run: GateRun, name: str) -> dict[str, float]:

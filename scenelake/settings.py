@@ -53,6 +53,9 @@ class Settings:
     compact_min_small_files: int = 5
     compact_small_file_mb: int = 64
     compact_target_file_mb: int = 128
+    # Render each gate's result into the Great Expectations Data Docs site (state_dir/data_docs).
+    # The results are in ops.quality_results either way; the test session turns the HTML off.
+    data_docs: bool = True
 
     @property
     def is_local_lake(self) -> bool:
@@ -82,6 +85,18 @@ class Settings:
 def _resolve(location: str) -> str:
     """A URI stays as it is; a relative local path is taken from the project root."""
     return location if "://" in location else str((PROJECT_ROOT / location).resolve())
+
+
+def _flag(value: object, key: str) -> bool:
+    """A boolean key: true/false in the profile, or 1/0/true/false/on/off in SCENELAKE_<KEY>."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{key} must be true or false, got {value!r}")
 
 
 def load_settings(env: str | None = None) -> Settings:
@@ -121,6 +136,7 @@ def load_settings(env: str | None = None) -> Settings:
             compact_min_small_files=int(raw.get("compact_min_small_files", 5)),
             compact_small_file_mb=int(raw.get("compact_small_file_mb", 64)),
             compact_target_file_mb=int(raw.get("compact_target_file_mb", 128)),
+            data_docs=_flag(raw.get("data_docs", True), "data_docs"),
         )
     except KeyError as exc:
         raise SettingsError(f"{profile} lacks the key {exc.args[0]!r}") from exc

@@ -98,6 +98,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         "SCENELAKE_STATE_DIR": str(root / "state"),
         "SCENELAKE_TRINO_PORT": os.environ.get("SCENELAKE_TEST_TRINO_PORT", str(free_port())),
         "SCENELAKE_TRINO_HEAP": "2G",
+        # Rendering a gate's HTML report costs about half a second per gate (hundreds in the suite);
+        # test_quality_gates turns it on for the test that checks the report.
+        "SCENELAKE_DATA_DOCS": "off",
         "PYSPARK_SUBMIT_ARGS": os.environ.get("PYSPARK_SUBMIT_ARGS", TEST_SUBMIT_ARGS),
     })
     return load_settings()

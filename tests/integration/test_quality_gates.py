@@ -184,6 +184,7 @@ def test_clean_runs_published_with_every_result_recorded(spark, clean: Settings)
 
 
 def test_warn_only_batch_is_published_with_its_warning(spark, lake: Settings) -> None:  # type: ignore[no-untyped-def]
+    lake = lake.with_overrides(data_docs=True, state_dir=Path(lake.lake_root).parent / "state")  # and its report
     first_upload = sorted((Path(lake.landing_root) / "manifests").glob("*.jsonl"))[0]
     line = json.loads(first_upload.read_text().splitlines()[0])
     line.update(capture_id="portrait-1", resolution={"width": 720, "height": 1280})
@@ -195,6 +196,15 @@ def test_warn_only_batch_is_published_with_its_warning(spark, lake: Settings) ->
     warned = results(spark, lake, "expect_column_pair_values_a_to_be_greater_than_b")
     assert [(r.severity, r.success, r.outcome, r.unexpected_count) for r in warned if not r.success] == [
         ("warn", False, "published", 1)]
+    # The Data Docs site has a page for each of the job's gates (not only the last one's), all in its index.
+    site = lake.state_dir / "data_docs"
+    pages = sorted(p.relative_to(site).as_posix() for p in (site / "validations").rglob("*.html"))
+    assert [p.split("/")[1:3] for p in pages] == [["ops", "quarantine-pandas"], ["ops", "quarantine-spark"],
+                                                  ["silver", "captures-pandas"], ["silver", "subjects-pandas"]], pages
+    assert all(p in (site / "index.html").read_text() for p in pages)
+    assert quality.KEPT_RESULTS >= 1 and all(  # one stored result each, pruned to the newest KEPT_RESULTS
+        len(list((site / quality.RESULTS_FOLDER / s).glob("*/*"))) == 1 for s in
+        ("ops/quarantine-pandas", "ops/quarantine-spark", "silver/captures-pandas", "silver/subjects-pandas"))
 
 
 def test_stopped_batch_fixed_and_rerun_is_published_exactly_once(spark, lake: Settings) -> None:  # type: ignore[no-untyped-def]

@@ -115,3 +115,16 @@ def test_sample_keys_withhold_pii_they_cannot_mask(settings) -> None:  # type: i
     assert _sample_keys(rows, ["payload"], sample_key_mask(nowhere, "ops.quarantine")) == (f"payload={WITHHELD}",)
     assert _sample_keys(details, ["capture_id", "subject_id"]) == (
         "capture_id=cap-1,subject_id=jane.doe@example.com",)  # no mask asked for: the gate's own view
+
+
+def test_a_suites_stored_results_are_pruned_to_the_newest(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from scenelake.quality import prune_results
+
+    suite = tmp_path / "silver" / "captures-pandas"
+    times = [f"20261206T22{m:02d}00.000000Z" for m in range(5)]
+    for t in times:
+        (suite / "__none__" / t).mkdir(parents=True)
+        (suite / "__none__" / t / "r.json").write_text("{}")
+    prune_results(suite, keep=2)
+    assert sorted(p.name for p in suite.glob("*/*")) == times[-2:]
+    prune_results(tmp_path / "absent")  # a suite with no results yet
