@@ -176,6 +176,10 @@ class Ledger:
     def text(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
+    def report(self, table: str, vacuumed_files: int = 0, skipped: bool = False) -> TableReport:
+        """The table's report when its data files were not read: the totals the ledger counted."""
+        return TableReport(table, self.files, self.files, self.bytes, self.bytes, 0, vacuumed_files, False, skipped)
+
     @classmethod
     def parse(cls, text: str) -> Ledger | None:
         """None for anything unreadable (then the table is checked in full, which rewrites it)."""
@@ -296,8 +300,7 @@ def maintain_table(spark: SparkSession, path: str, table: Contract, *, retention
     ledger = read_ledger(spark, ledger_at) if ledger_at else None
     todo = plan(ledger, commits, now_ms, retention_hours, recheck) if ledger_at else Plan(True, True, True)
     if not (todo.layout or todo.vacuum) and ledger is not None:
-        return TableReport(table.name, ledger.files, ledger.files, ledger.bytes, ledger.bytes, 0, 0, False,
-                           skipped=True)
+        return ledger.report(table.name, skipped=True)
     report = _apply(spark, path, table, todo, retention_hours=retention_hours, min_small_files=min_small_files,
                     small_file_bytes=small_file_bytes, target_file_bytes=target_file_bytes, analyze=analyze,
                     progress=progress, known=ledger)
@@ -310,7 +313,7 @@ def maintain_table(spark: SparkSession, path: str, table: Contract, *, retention
 def _apply(spark: SparkSession, path: str, table: Contract, todo: Plan, *, retention_hours: int, min_small_files: int,
            small_file_bytes: int, target_file_bytes: int, analyze: Callable[[], None] | None, progress: Progress,
            known: Ledger | None) -> TableReport:
-    before = data_files(spark, path) if todo.layout or known is None else None
+    before = data_files(spark, path) if todo.layout else None  # no ledger (known) means a full plan
     partitions = partitions_to_compact(before, min_small_files, small_file_bytes) if before is not None else []
     compact = bool(partitions)
     if compact:
@@ -341,6 +344,6 @@ def _apply(spark: SparkSession, path: str, table: Contract, todo: Plan, *, reten
         analyzed = True
     if before is None or after is None:  # only VACUUM was due: the data files are those the ledger counted
         assert known is not None
-        return TableReport(table.name, known.files, known.files, known.bytes, known.bytes, 0, doomed, False)
+        return known.report(table.name, vacuumed_files=doomed)
     return TableReport(table.name, len(before), len(after), sum(f.size for f in before), sum(f.size for f in after),
                        len(partitions), doomed, analyzed)
