@@ -52,17 +52,25 @@ SAMPLE_KEYS = 5
 
 
 class QualityGateFailed(Exception):
-    """A batch failed at least one `fail` expectation; it was not published."""
+    """A batch failed at least one `fail` expectation; it was not published.
 
-    def __init__(self, table: str, failures: list[CheckResult], batch_key: str | None = None):
+    One job run may stop the batches of several tables at once (its gates all run before it
+    stops, so that a delivery's every problem is reported by one run, not one per fix): `tables`
+    names them in the order the job gates them, `failures` holds every table's failed checks and
+    `table` is the first stopped table."""
+
+    def __init__(self, table: str, failures: list[CheckResult], batch_key: str | None = None,
+                 more: tuple[tuple[str, list[CheckResult]], ...] = ()):
+        self.stops = ((table, failures), *more)
         self.table = table
-        self.failures = failures
+        self.tables = [t for t, _ in self.stops]
+        self.failures = [f for _, fs in self.stops for f in fs]
         self.batch_key = batch_key
-        lines = "; ".join(f.explained() for f in failures)
-        message = f"quality gate stopped the {table} batch: {lines}"
+        message = "; ".join(f"quality gate stopped the {t} batch: " + "; ".join(f.explained() for f in fs)
+                            for t, fs in self.stops)
         if batch_key:
-            message += (f". Nothing of it was published. Fix the input and rerun, or accept it: scenelake quality "
-                        f"accept --table {table} --batch-key '{batch_key}' --reason '...'")
+            message += (". Nothing of it was published. Fix the input and rerun, or accept it: " + "; ".join(
+                f"scenelake quality accept --table {t} --batch-key '{batch_key}' --reason '...'" for t in self.tables))
         super().__init__(message)
 
 
@@ -70,34 +78,46 @@ class QualityGateFailed(Exception):
 class GateRun:
     """Where a gate records its results: the job, the batch it validates, the lake.
 
-    Used as a context manager around a job's gates (`with GateRun(...) as run:`), the results of
-    the gates that pass are appended to ops.quality_results in one commit when the block ends
-    (each append is a Delta commit of a second or so); a gate that stops its batch records at once,
-    before it raises. Outside a `with` block every gate records at once."""
+    Used as a context manager around a job's gates (`with GateRun(...) as run:`), every gate in the
+    block runs, and when the block ends their results are appended to ops.quality_results in one
+    commit (each append is a Delta commit of a second or so); then, when any of them stopped its
+    batch, one QualityGateFailed names every stopped table, and every result of the block is
+    recorded as `stopped` (nothing the block judged is published). Outside a `with` block a gate
+    records at once and a stop raises at once."""
 
     spark: SparkSession
     settings: Settings
     job: str
     batch_key: str
     gate_run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
-    pending: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+    judged: list[tuple[str, list[CheckResult], str, datetime]] = field(default_factory=list, repr=False)
     depth: int = field(default=0, repr=False)
 
     def __enter__(self) -> GateRun:
         self.depth += 1
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         self.depth -= 1
+        if self.depth:
+            return
+        stops = tuple((name, [o for o in outcomes if not o.success and o.check.severity == "fail"])
+                      for name, outcomes, verdict, _ in self.judged if verdict == "stopped")
         self.flush()
+        if stops and kind is None:
+            (table, failures), *more = stops
+            raise QualityGateFailed(table, failures, self.batch_key, tuple(more))
 
     def flush(self) -> None:
         """Append the results recorded so far to ops.quality_results (one commit; none when empty)."""
         from scenelake import delta_io
 
-        if not self.pending:
+        if not self.judged:
             return
-        rows, self.pending = self.pending, []
+        judged, self.judged = self.judged, []
+        stopped = any(verdict == "stopped" for _, _, verdict, _ in judged)
+        rows = [row for name, outcomes, verdict, at in judged
+                for row in _rows(self, name, outcomes, "stopped" if stopped else verdict, at)]
         delta_io.append(self.spark, self.settings, RESULTS,
                         self.spark.createDataFrame(rows, contract(RESULTS).spark_schema()),
                         commit_metadata=f"gate={self.gate_run_id}")
@@ -423,16 +443,14 @@ def accepted(run: GateRun, name: str) -> bool:
         (F.col("table_name") == name) & (F.col("batch_key") == run.batch_key)).limit(1).count() > 0
 
 
-def _record(run: GateRun, name: str, outcomes: list[CheckResult], outcome: str) -> None:
-    now = datetime.now(UTC)
+def _rows(run: GateRun, name: str, outcomes: list[CheckResult], outcome: str, at: datetime) -> list[tuple[Any, ...]]:
+    """ops.quality_results rows of one gate's outcomes."""
     checks = checks_for(name)
-    run.pending += [(run.gate_run_id, run.job, name, run.batch_key, checks.index(o.check), o.check.label,
-                     o.check.severity, o.check.why or None, o.success,
-                     None if o.observed is None else json.dumps(o.observed, default=str),
-                     None if o.unexpected_count is None else int(o.unexpected_count), list(o.sample_keys) or None,
-                     outcome, now) for o in outcomes]
-    if run.depth == 0 or outcome == "stopped":
-        run.flush()
+    return [(run.gate_run_id, run.job, name, run.batch_key, checks.index(o.check), o.check.label,
+             o.check.severity, o.check.why or None, o.success,
+             None if o.observed is None else json.dumps(o.observed, default=str),
+             None if o.unexpected_count is None else int(o.unexpected_count), list(o.sample_keys) or None,
+             outcome, at) for o in outcomes]
 
 
 def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResult]:
@@ -447,10 +465,15 @@ def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResu
                         sample_key_mask(run.settings, name) if run else None)
     failures = [o for o in outcomes if not o.success and o.check.severity == "fail"]
     let_through = bool(failures) and run is not None and accepted(run, name)
+    stopped = bool(failures) and not let_through
     if run is not None:
-        _record(run, name, outcomes, "stopped" if failures and not let_through else
-                "accepted" if failures else "published")
-    if failures and not let_through:
+        # A copy: callers add other gates' outcomes to the list they get back.
+        run.judged.append((name, list(outcomes), "stopped" if stopped else "accepted" if failures else "published",
+                           datetime.now(UTC)))
+        if run.depth:  # the block's end records the results and raises for every stopped table
+            return outcomes
+        run.flush()
+    if stopped:
         raise QualityGateFailed(name, failures, run.batch_key if run else None)
     return outcomes
 

@@ -1,12 +1,12 @@
 """Quality gates stop bad batches, on a generated lake, with the real Spark, Delta, GE and Trino.
 
-A clean generated landing zone is ingested once (the session's clean_lake); each case copies that
-lake, delivers one bad batch the way it arrives in real life, runs the job that reads it and checks: the gate stops
-it naming the right expectation, the target table keeps its Delta version, and the result row
-is in ops.quality_results. Then: a warn-only batch is published with its warning recorded, a
-stopped batch rerun after its file is fixed is published exactly once, and an accepted batch is
-published with its failures recorded as accepted.
-"""
+A clean generated landing zone is ingested once (the session's clean_lake); each test copies that
+lake and delivers bad batches the way they arrive in real life. A job runs every gate before it
+stops, so one delivery of several bad batches is one job run that names each of them: the gate
+stops it naming each batch's expectation, the target tables keep their Delta versions, and the
+results are in ops.quality_results. The labelling exports, fixed and delivered again, are then
+published exactly once. Then: a warn-only batch is published with its warning recorded, and an
+accepted batch is published with its failures recorded as accepted."""
 
 from __future__ import annotations
 
@@ -104,34 +104,47 @@ def far_frames(doc: dict[str, object]) -> None:
         a["image_id"] += 100_000
 
 
-BadBatch = Callable[..., None]
-CASES: dict[str, tuple[BadBatch, object, str, str]] = {
-    # kind: (how it is delivered, job, table it must not reach, expectation that stops it)
+def identity(doc: dict[str, object]) -> None:
+    """The generated export as it is: the corrected delivery of a broken one."""
+
+
+# Each bad batch: (how it is delivered, the table it must not reach, the expectation that stops it).
+# One job run judges a whole delivery and reports every stopped table at once (quality.GateRun), so
+# the cases of one job are delivered together and stopped by one run: each must still be named by
+# its own expectation, with the offending files counted and sampled.
+Delivery = dict[str, tuple[Callable[..., None], str, str]]
+LABELLING: Delivery = {
     "labelling export with every box shifted out of the frame": (
-        lambda spark, lake: mot_export(lake, "shifted", 2000.0), annotations_job, "silver.annotations",
-        "boxes_overlap_frame"),
+        lambda spark, lake: mot_export(lake, "shifted", 2000.0), "silver.annotations", "boxes_overlap_frame"),
     "labelling export with negative box sizes": (
-        lambda spark, lake: coco_export(lake, "negative", negative_sizes), annotations_job, "silver.annotations",
+        lambda spark, lake: coco_export(lake, "negative", negative_sizes), "ops.quarantine",
         "file_mostly_quarantined"),
+}
+# Frames are keyed by (capture, frame): a corrected export under the same name cannot take back the
+# frames the broken one added, so this batch is stopped last, on the lake the others left.
+FAR: Delivery = {
     "labelling export for frames past the end of the capture": (
-        lambda spark, lake: coco_export(lake, "far", far_frames), annotations_job, "silver.frames",
-        "frame_index_within_capture"),
+        lambda spark, lake: coco_export(lake, "far", far_frames), "silver.frames", "frame_index_within_capture"),
+}
+INFERENCE: Delivery = {
     "inference run with most of its frames missing": (
         lambda spark, lake: deliver_run(lake, "cut-short", [detection(c, f, 0.9) for c, f in
                                                             labelled_frames(spark, lake)[::5]]),
-        predictions_job, "silver.predictions", "run_covers_labelled_frames"),
-    "inference run whose scores collapsed to one value": (
-        lambda spark, lake: deliver_run(lake, "collapsed", every_frame(spark, lake, score=0.5)),
-        predictions_job, "silver.predictions", "scores_not_collapsed"),
+        "silver.predictions", "run_covers_labelled_frames"),
     "inference run with a silently changed score scale": (
         lambda spark, lake: deliver_run(lake, "percent", [dict(r, score=round(float(r["score"]) * 100, 2))  # type: ignore[arg-type]
                                                           for r in every_frame(spark, lake)]),
-        predictions_job, "silver.predictions", "file_mostly_quarantined"),
+        "ops.quarantine", "file_mostly_quarantined"),
     "inference run on frames that do not exist": (
         lambda spark, lake: deliver_run(lake, "wrong-frames", every_frame(spark, lake, frame_index=99_999)),
-        predictions_job, "silver.predictions", "file_mostly_quarantined"),
+        "ops.quarantine", "file_mostly_quarantined"),
     "truncated prediction file (mostly garbage)": (
-        lambda spark, lake: _garbage(lake), predictions_job, "silver.predictions", "file_mostly_quarantined"),
+        lambda spark, lake: _garbage(lake), "ops.quarantine", "file_mostly_quarantined"),
+}
+COLLAPSED: Delivery = {
+    "inference run whose scores collapsed to one value": (
+        lambda spark, lake: deliver_run(lake, "collapsed", every_frame(spark, lake, score=0.5)),
+        "silver.predictions", "scores_not_collapsed"),
 }
 
 
@@ -148,31 +161,67 @@ def results(spark, lake: Settings, label: str):  # type: ignore[no-untyped-def]
             .select("table_name", "severity", "success", "outcome", "unexpected_count", "sample_keys").collect())
 
 
-def stopped_and_recorded(spark, lake: Settings, kind: str) -> quality.QualityGateFailed:  # type: ignore[no-untyped-def]
-    """Deliver the bad batch `kind`, run its job, check it was stopped and recorded; the stop."""
-    deliver, job, target, expectation = CASES[kind]
-    deliver(spark, lake)
-    before = delta_io.table_version(spark, lake, target)
+def stopped_and_recorded(spark, lake: Settings, job: object, delivery: Delivery,  # type: ignore[no-untyped-def]
+                         published: tuple[str, ...]) -> quality.QualityGateFailed:
+    """Deliver every bad batch of `delivery`, run `job` once, and check: it stops naming each batch's
+    expectation (with the command to accept), none of the `published` tables moved, and each stop
+    is in ops.quality_results as a failed `fail` result with its unexpected count and sample keys."""
+    for deliver, _, _ in delivery.values():
+        deliver(spark, lake)
+    before = {t: delta_io.table_version(spark, lake, t) for t in published}
     with pytest.raises(quality.QualityGateFailed) as stopped:
         job.run(spark, lake, progress=ingest.silent)  # type: ignore[attr-defined]
-    assert expectation in [f.check.label for f in stopped.value.failures]
+    failed = {f.check.label for f in stopped.value.failures}
+    assert {expectation for _, _, expectation in delivery.values()} <= failed, failed
+    assert {table for _, table, _ in delivery.values()} <= set(stopped.value.tables)
     assert "scenelake quality accept" in str(stopped.value)
-    assert delta_io.table_version(spark, lake, target) == before
-    recorded = [r for r in results(spark, lake, expectation) if r.outcome == "stopped"]
-    assert len(recorded) == 1 and not recorded[0].success and recorded[0].severity == "fail"
-    assert recorded[0].unexpected_count >= 1 and recorded[0].sample_keys
+    assert {t: delta_io.table_version(spark, lake, t) for t in published} == before
+    for _, table, expectation in delivery.values():
+        recorded = [r for r in results(spark, lake, expectation) if r.outcome == "stopped" and not r.success]
+        assert len(recorded) == 1 and recorded[0].severity == "fail", expectation
+        assert recorded[0].table_name == table and recorded[0].unexpected_count >= 1 and recorded[0].sample_keys
     return stopped.value
 
 
-SHIFTED = "labelling export with every box shifted out of the frame"
-COLLAPSED = "inference run whose scores collapsed to one value"
+def sampled_files(spark, lake: Settings, expectation: str) -> tuple[int, set[str]]:  # type: ignore[no-untyped-def]
+    """The unexpected count of a stopped result and the files its sample keys name."""
+    (row,) = [r for r in results(spark, lake, expectation) if r.outcome == "stopped" and not r.success]
+    return row.unexpected_count, {k.split("source_file=")[1].split(",")[0] for k in row.sample_keys}
 
 
-# SHIFTED and COLLAPSED are stopped and checked the same way at the start of the fix-and-rerun and
-# the accept tests below: a separate case for them would only run the same job on the same batch again.
-@pytest.mark.parametrize("kind", [k for k in CASES if k not in (SHIFTED, COLLAPSED)])
-def test_bad_batch_is_stopped_and_recorded(spark, lake: Settings, kind: str) -> None:  # type: ignore[no-untyped-def]
-    stopped_and_recorded(spark, lake, kind)
+def test_bad_labelling_exports_are_stopped_together_and_published_once_fixed(spark, lake: Settings) -> None:  # type: ignore[no-untyped-def]
+    stopped_and_recorded(spark, lake, annotations_job, LABELLING, ("silver.frames", "silver.annotations"))
+    assert sampled_files(spark, lake, "file_mostly_quarantined") == (
+        1, {"annotations/coco/label_batch=negative/capture_id=gen-00002/instances.json"})
+    # Every result of the stopped run is recorded as stopped, the passing checks' too.
+    runs = delta_io.read_table(spark, lake, quality.RESULTS).where("job = 'ingest_annotations'").groupBy(
+        "table_name").agg(F.collect_set("outcome").alias("outcomes")).collect()
+    recorded = {r.table_name: sorted(r.outcomes) for r in runs}
+    assert recorded == {t: ["published", "stopped"] for t in ("ops.quarantine", "silver.frames",
+                                                              "silver.annotations")}, recorded
+    # The labelling vendor re-delivers both exports, fixed, under the same names.
+    mot_export(lake, "shifted", 0.0)
+    coco_export(lake, "negative", identity)
+    annotations_job.run(spark, lake, progress=ingest.silent)
+    annotations = delta_io.read_table(spark, lake, "silver.annotations")
+    mot = len((Path(lake.landing_root) / MOT).read_text().splitlines())
+    coco = len(json.loads((Path(lake.landing_root) / COCO).read_text())["annotations"])
+    for batch, expected in (("shifted", mot), ("negative", coco)):
+        rows = annotations.where(F.col("label_batch") == batch)
+        assert rows.count() == expected == rows.select("annotation_id").distinct().count(), batch
+    assert annotations.where(F.col("label_batch") == "shifted").where(F.col("x") > 1280).count() == 0
+    # Then an export for frames the capture does not have.
+    stopped_and_recorded(spark, lake, annotations_job, FAR, ("silver.frames", "silver.annotations"))
+
+
+def test_bad_inference_runs_are_stopped_together_each_named(spark, lake: Settings) -> None:  # type: ignore[no-untyped-def]
+    stopped_and_recorded(spark, lake, predictions_job, INFERENCE, ("silver.predictions", "silver.model_runs"))
+    # The mostly quarantined files are exactly those of the three broken runs: one per capture of the
+    # rescaled and the misnumbered run, and the truncated file.
+    captures = len({c for c, _ in labelled_frames(spark, lake)})
+    count, files = sampled_files(spark, lake, "file_mostly_quarantined")
+    assert count == 2 * captures + 1 and files, files
+    assert {f.split("/")[1] for f in files} <= {"run_id=percent", "run_id=wrong-frames", "run_id=garbage"}, files
 
 
 def test_clean_runs_published_with_every_result_recorded(spark, clean: Settings) -> None:  # type: ignore[no-untyped-def]
@@ -207,19 +256,9 @@ def test_warn_only_batch_is_published_with_its_warning(spark, lake: Settings) ->
         ("ops/quarantine-pandas", "ops/quarantine-spark", "silver/captures-pandas", "silver/subjects-pandas"))
 
 
-def test_stopped_batch_fixed_and_rerun_is_published_exactly_once(spark, lake: Settings) -> None:  # type: ignore[no-untyped-def]
-    stopped_and_recorded(spark, lake, SHIFTED)  # mot_export(lake, "shifted", 2000.0)
-    mot_export(lake, "shifted", 0.0)  # the labelling vendor re-delivers the export, fixed
-    annotations_job.run(spark, lake, progress=ingest.silent)
-    annotations = delta_io.read_table(spark, lake, "silver.annotations")
-    expected = len((Path(lake.landing_root) / MOT).read_text().splitlines())
-    batch = annotations.where(F.col("label_batch") == "shifted")
-    assert batch.count() == expected == batch.select("annotation_id").distinct().count()
-    assert batch.where(F.col("x") > 1280).count() == 0
-
-
 def test_accepted_batch_is_published_and_recorded_as_accepted(spark, lake: Settings, trino: Settings) -> None:  # type: ignore[no-untyped-def]
-    stopped = stopped_and_recorded(spark, lake, COLLAPSED)  # every_frame(spark, lake, score=0.5) as run "collapsed"
+    stopped = stopped_and_recorded(spark, lake, predictions_job, COLLAPSED, ("silver.predictions",))
+    assert stopped.tables == ["silver.predictions"]
     assert stopped.batch_key
     quality.accept(spark, lake, "silver.predictions", stopped.batch_key, "constant-score baseline on purpose",
                    "test")
