@@ -178,8 +178,10 @@ def run(spark: SparkSession, settings: Settings, progress=print, subject: str | 
         if name in before:
             layer, table_name = name.split(".")
             erasure.update_file_identity(spark, settings.table_path(layer, table_name), report.landing.rewritten)
-    # A validation page that shows an erased value is a generated report: it goes.
+    # A validation page that shows an erased value is a generated report: it goes. So does a landed-file
+    # ledger that names an erased capture's files (the next ingest compares with bronze once instead).
     docs = erasure.remove_mentioning(Path(settings.state_dir) / "data_docs", identifiers)
+    erasure.remove_mentioning(Path(settings.lake_root) / ingest.LANDED_FOLDER, identifiers)
     progress(f"[forget] landing zone: {len(report.landing.removed)} file(s) removed, "
              f"{len(report.landing.rewritten)} rewritten; {docs} Data Docs page(s) removed")
     watch.lap("landing zone scrubbed")

@@ -166,9 +166,10 @@ def redelivered_rows(copies: DataFrame, batch_id: str) -> DataFrame:
 # --- I/O ------------------------------------------------------------------------------
 def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
                    progress: ingest.Progress) -> tuple[list[str], int]:
-    coco = ingest.read_files(spark, settings, "annotations/coco", "*.json", bronze=BRONZE,
+    landed = ingest.LandedFiles(spark, settings, BRONZE)
+    coco = ingest.read_files(spark, settings, "annotations/coco", "*.json", landed=landed,
                              progress=progress).withColumn("format", F.lit("coco"))
-    mot = ingest.read_files(spark, settings, "annotations/mot", "gt.txt", bronze=BRONZE,
+    mot = ingest.read_files(spark, settings, "annotations/mot", "gt.txt", landed=landed,
                             progress=progress).withColumn("format", F.lit("mot"))
     files = ingest.unseen(spark, settings, coco.unionByName(mot), BRONZE).cache()
     names = sorted(r.source_file for r in files.select("source_file").collect())
@@ -192,6 +193,7 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
         delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=f"batch={batch_id}")
         bronze.unpersist()
         progress(f"[ingest_annotations] bronze.annotations += {added} records (batch {batch_id})")
+    landed.save()
     files.unpersist()
     return names, added
 

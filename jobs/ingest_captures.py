@@ -168,8 +168,9 @@ def split_captures(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 
 # --- I/O ------------------------------------------------------------------------------
-def read_new_files(spark: SparkSession, settings: Settings, progress: ingest.Progress = ingest.silent) -> DataFrame:
-    files = ingest.read_files(spark, settings, MANIFEST_DIR, "*.jsonl", bronze=BRONZE, progress=progress)
+def read_new_files(spark: SparkSession, settings: Settings, landed: ingest.LandedFiles,
+                   progress: ingest.Progress = ingest.silent) -> DataFrame:
+    files = ingest.read_files(spark, settings, MANIFEST_DIR, "*.jsonl", landed=landed, progress=progress)
     return ingest.unseen(spark, settings, files, BRONZE)
 
 
@@ -182,7 +183,8 @@ def candidates(lines: DataFrame) -> DataFrame:
 @releases_cache
 def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport:  # type: ignore[no-untyped-def]
     batch_id = ingest.new_batch_id()
-    files = read_new_files(spark, settings, progress).cache()
+    landed = ingest.LandedFiles(spark, settings, BRONZE)
+    files = read_new_files(spark, settings, landed, progress).cache()
     new_files = sorted(r.source_file for r in files.select("source_file").collect())
     progress(f"[ingest_captures] {len(new_files)} new manifest file(s) in {settings.landing_root}")
     added = 0
@@ -191,6 +193,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
         added = lines.count()
         delta_io.append(spark, settings, BRONZE, lines, commit_metadata=f"batch={batch_id}")
         progress(f"[ingest_captures] bronze.captures += {added} lines (batch {batch_id})")
+    landed.save()
     files.unpersist()
     ingest.crash_point("captures:after_bronze")
 

@@ -166,12 +166,13 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
                    progress: ingest.Progress) -> tuple[list[str], int]:
     # One listing for every text format (a brace glob), the format from each file's extension.
     extensions = ",".join(ext.lstrip(".") for ext in FORMATS)
-    files = ingest.read_files(spark, settings, "predictions", f"*.{{{extensions}}}", bronze=BRONZE, progress=progress)
+    landed = ingest.LandedFiles(spark, settings, BRONZE)
+    files = ingest.read_files(spark, settings, "predictions", f"*.{{{extensions}}}", landed=landed, progress=progress)
     fmt = F.lit(None).cast("string")
     for ext, name in FORMATS.items():
         fmt = F.when(F.col("source_file").endswith(ext), F.lit(name)).otherwise(fmt)
     files = files.withColumn("format", fmt).where(~F.col("source_file").endswith("/run.json"))
-    parquet = ingest.read_files(spark, settings, "predictions", "*.parquet", binary=True, bronze=BRONZE,
+    parquet = ingest.read_files(spark, settings, "predictions", "*.parquet", binary=True, landed=landed,
                                   progress=progress).withColumn(
         "format", F.lit("parquet"))
     files = ingest.unseen(spark, settings, files.unionByName(parquet), BRONZE).cache()
@@ -193,6 +194,7 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
         delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=f"batch={batch_id}")
         bronze.unpersist()
         progress(f"[ingest_predictions] bronze.predictions += {added} records (batch {batch_id})")
+    landed.save()
     files.unpersist()
     return names, added
 

@@ -311,11 +311,15 @@ def merge(spark: SparkSession, settings: Settings, name: str, df: DataFrame,
 def lookup_condition(source: DataFrame, columns: Iterable[str],
                      target: Callable[[str], SparkColumn] = F.col) -> SparkColumn:
     """True where the `target` columns hold one of the values `source` has in them (one small
-    collect per column), so a look-up of `source`'s keys reads only the files they can be in. A
-    null key matches nothing: a column with no value at all gives false."""
+    aggregation of every column's distinct values), so a look-up of `source`'s keys reads only the
+    files they can be in. A null key matches nothing: a column with no value at all gives false."""
+    columns = list(columns)
+    if not columns:
+        return F.lit(True)
+    row = source.agg(*[F.collect_set(c).alias(f"_{i}") for i, c in enumerate(columns)]).first()
     condition = F.lit(True)
-    for column in columns:
-        found = [r[0] for r in source.select(column).distinct().collect() if r[0] is not None]
+    for i, column in enumerate(columns):
+        found = sorted(v for v in (row[i] if row is not None else []) if v is not None)
         condition = condition & (target(column).isin(*found) if found else F.lit(False))
     return condition
 

@@ -26,7 +26,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from scenelake import consent, contracts, delta_io, erasure
+from scenelake import consent, contracts, delta_io, erasure, maintenance
 from scenelake.settings import Settings
 
 QUARANTINE = "ops.quarantine"
@@ -55,17 +55,18 @@ FILE_META = "source_file string, value string, source_size long, source_modified
 
 
 def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
-               binary: bool = False, bronze: str | None = None,
+               binary: bool = False, landed: LandedFiles | None = None,
                progress: Callable[[str], None] | None = None) -> DataFrame:
     """Landed files under landing/<subdir> (recursively) as (source_file, value=content,
     source_size, source_modified_at).
 
     `source_file` is relative to the landing root. A missing folder is no files, not an error.
-    With `bronze`, files whose path, size and modification time that bronze table already holds
-    are left out before any content is read: the folder is listed (no bytes read), and only new
-    or changed files are read, so a run costs what landed since, not the landing zone. A file
-    touched without a change is read again and then skipped by its digest (`unseen`). Spark's file
-    sources skip 0-byte files altogether, so one is never seen here (`scenelake import` refuses it).
+    With `landed` (a bronze table's LandedFiles), files whose path, size and modification time it
+    knows are left out before any content is read: the folder is listed (no bytes read), and only
+    new or changed files are read, so a run costs what landed since, not the landing zone; the
+    files read are noted in `landed` for its next save. A file touched without a change is read
+    again once and then skipped by its digest (`unseen`). Spark's file sources skip 0-byte files
+    altogether, so one is never seen here (`scenelake import` refuses it).
 
     Erased subjects and captures (ops.erasures, scenelake.consent.Erased) are not admitted again: a
     file whose path names one is left out (reported on `progress` by count; the ids are not shown),
@@ -90,12 +91,9 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
     # `a%20b.jsonl`), a binary one by its path (`a b.parquet`), as bronze has always named them.
     name = F.col("path") if binary else F.col("file_path")
     listing = listing.withColumn("source_file", _relative(settings, name))
-    if bronze is not None and delta_io.table_exists(spark, settings, bronze):
-        held = delta_io.read_table(spark, settings, bronze)
-        if "source_modified_at" in held.columns:  # a table from before these columns: every file is read
-            known = ["source_file", "source_size", "source_modified_at"]
-            listing = listing.join(held.select(*known).distinct(), known, "left_anti")
     found = listing.collect()
+    if landed is not None:
+        found = [r for r in found if not landed.knows(r.source_file, r.source_size, r.source_modified_at)]
     guard = consent.erased(spark, settings) if found else None
     if guard is not None:
         kept = [r for r in found if not guard.refuses(r.source_file)]
@@ -104,6 +102,8 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
                                  "erased subject or capture (ops.erasures) and are not loaded: remove them "
                                  "from the landing zone")
         found = kept
+    if landed is not None:
+        landed.note((r.source_file, r.source_size, r.source_modified_at) for r in found)
     if not found:
         return spark.createDataFrame([], FILE_META)
     paths = [_literal_path(r.path) for r in found]
@@ -137,6 +137,107 @@ def _relative(settings: Settings, path: Column) -> Column:
 def _literal_path(uri: str) -> str:
     """A listed file's URI as a path Spark will not expand as a glob (a name may hold [ ] { } * ?)."""
     return re.sub(r"([\\\[\]{}*?])", r"\\\1", uri)
+
+
+LANDED_FOLDER = "_landed"
+
+
+def _stamp(modified: datetime) -> str:
+    """A listed file's modification time as the ledger keeps it (as Spark's session reports it)."""
+    return modified.isoformat()
+
+
+@dataclass(frozen=True)
+class Landed:
+    """The landed files a bronze table has read, as of one commit of it: every (size, modification
+    time) each path had when it was read. Pure data; `LandedFiles` reads and writes it."""
+
+    version: int
+    committed_ms: int
+    files: dict[str, frozenset[tuple[int, str]]]
+
+    def text(self) -> str:
+        files = {f: sorted([size, at] for size, at in seen) for f, seen in sorted(self.files.items())}
+        return json.dumps({"version": self.version, "committed_ms": self.committed_ms, "files": files}, sort_keys=True)
+
+    @staticmethod
+    def parse(text: str) -> Landed | None:
+        """The ledger in `text`, or None when it is not one (then bronze is read instead)."""
+        try:
+            doc = json.loads(text)
+            return Landed(int(doc["version"]), int(doc["committed_ms"]),
+                          {str(f): frozenset((int(size), str(at)) for size, at in seen)
+                           for f, seen in doc["files"].items()})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def plus(self, version: int, committed_ms: int, read: Iterable[tuple[str, int, str]]) -> Landed:
+        files = dict(self.files)
+        for name, size, at in read:
+            files[name] = files.get(name, frozenset()) | {(size, at)}
+        return Landed(version, committed_ms, files)
+
+
+class LandedFiles:
+    """Which landed files a bronze table already holds, for its job's listing (`read_files`).
+
+    The answer is kept in a ledger next to the lake (`<lake>/_landed/<layer>.<table>.json`, through
+    Hadoop's file system, so on s3a too), written after each bronze append: a listing is compared
+    with it rather than with bronze's rows, so it costs the number of landed files, not of records.
+    The ledger is trusted only while bronze's newest commit is the one it names (version and commit
+    time, from one listing of `_delta_log`): after any other commit (compaction, an erasure's
+    rewrite, a job that crashed after its append, a table recreated) the files are read from bronze
+    once, as before the ledger existed, and `save` writes the ledger anew. It holds paths, sizes and
+    times only: no record and no payload."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, bronze: str):
+        self.spark, self.settings, self.bronze = spark, settings, bronze
+        layer, table = bronze.split(".")
+        self.path = settings.table_path(layer, table)
+        self.location = f"{settings.lake_root.rstrip('/')}/{LANDED_FOLDER}/{bronze}.json"
+        self.read: list[tuple[str, int, str]] = []
+        head = self._head()
+        ledger = None
+        if head is not None:
+            text = maintenance.read_text(spark, self.location)
+            ledger = Landed.parse(text) if text is not None else None
+        if ledger is not None and (ledger.version, ledger.committed_ms) == head:
+            self.ledger, self.trusted = ledger, True
+        else:
+            self.ledger, self.trusted = Landed(-1, 0, self._from_bronze(settings) if head else {}), head is None
+
+    def _head(self) -> tuple[int, int] | None:
+        if not delta_io.table_exists(self.spark, self.settings, self.bronze):
+            return None
+        commits = maintenance.log_commits(self.spark, self.path)
+        return commits[-1] if commits else None
+
+    def _from_bronze(self, settings: Settings) -> dict[str, frozenset[tuple[int, str]]]:
+        held = delta_io.read_table(self.spark, self.settings, self.bronze)
+        if "source_modified_at" not in held.columns:  # a table from before these columns: every file is read
+            return {}
+        files: dict[str, set[tuple[int, str]]] = {}
+        for r in held.select("source_file", "source_size", "source_modified_at").distinct().collect():
+            if r.source_size is not None and r.source_modified_at is not None:
+                files.setdefault(r.source_file, set()).add((int(r.source_size), _stamp(r.source_modified_at)))
+        return {f: frozenset(seen) for f, seen in files.items()}
+
+    def knows(self, source_file: str, size: int, modified: datetime) -> bool:
+        return (int(size), _stamp(modified)) in self.ledger.files.get(source_file, frozenset())
+
+    def note(self, read: Iterable[tuple[str, int, datetime]]) -> None:
+        """Files `read_files` read this run (the next run need not read them again)."""
+        self.read += [(name, int(size), _stamp(at)) for name, size, at in read]
+
+    def save(self) -> None:
+        """After the job's bronze append (or with nothing appended): the ledger as of bronze's newest
+        commit. Nothing is written when nothing was read and the ledger was already current."""
+        if self.trusted and not self.read:
+            return
+        head = self._head()
+        if head is None:
+            return
+        maintenance.write_text(self.spark, self.location, self.ledger.plus(*head, self.read).text())
 
 
 def unseen(spark: SparkSession, settings: Settings, files: DataFrame, bronze: str) -> DataFrame:

@@ -267,25 +267,35 @@ def ledger_path(lake_root: str, name: str) -> str:
     return f"{lake_root.rstrip('/')}/{LEDGER_FOLDER}/{name}.json"
 
 
-def read_ledger(spark: SparkSession, location: str) -> Ledger | None:
+def read_text(spark: SparkSession, location: str) -> str | None:
+    """A small text file through Hadoop's file system (local or s3a); None when there is none."""
     where, fs = _file_system(spark, location)
     if not fs.exists(where):
         return None
     stream = fs.open(where)
     try:
-        return Ledger.parse(str(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(  # type: ignore[union-attr]
-            stream, "UTF-8")))
+        return str(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))  # type: ignore[union-attr]
     finally:
         stream.close()
 
 
-def write_ledger(spark: SparkSession, location: str, ledger: Ledger) -> None:
+def write_text(spark: SparkSession, location: str, text: str) -> None:
+    """Write (or replace) a small text file through Hadoop's file system."""
     where, fs = _file_system(spark, location)
     stream = fs.create(where, True)
     try:
-        stream.write(ledger.text().encode())
+        stream.write(text.encode())
     finally:
         stream.close()
+
+
+def read_ledger(spark: SparkSession, location: str) -> Ledger | None:
+    text = read_text(spark, location)
+    return None if text is None else Ledger.parse(text)
+
+
+def write_ledger(spark: SparkSession, location: str, ledger: Ledger) -> None:
+    write_text(spark, location, ledger.text())
 
 
 def maintain_table(spark: SparkSession, path: str, table: Contract, *, retention_hours: int,

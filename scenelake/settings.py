@@ -56,6 +56,9 @@ class Settings:
     # Render each gate's result into the Great Expectations Data Docs site (state_dir/data_docs).
     # The results are in ops.quality_results either way; the test session turns the HTML off.
     data_docs: bool = True
+    # Extra JVM options for the embedded Trino server, one per whitespace-separated word (appended to
+    # its jvm.config). The test session runs Trino with the quick JIT tier only (see tests/conftest.py).
+    trino_jvm_options: str = ""
 
     @property
     def is_local_lake(self) -> bool:
@@ -137,6 +140,7 @@ def load_settings(env: str | None = None) -> Settings:
             compact_small_file_mb=int(raw.get("compact_small_file_mb", 64)),
             compact_target_file_mb=int(raw.get("compact_target_file_mb", 128)),
             data_docs=_flag(raw.get("data_docs", True), "data_docs"),
+            trino_jvm_options=str(raw.get("trino_jvm_options", "")),
         )
     except KeyError as exc:
         raise SettingsError(f"{profile} lacks the key {exc.args[0]!r}") from exc

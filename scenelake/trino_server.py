@@ -95,6 +95,10 @@ class TrinoServer:
             target = self.etc_dir / template.relative_to(TEMPLATES).with_suffix("")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(template.read_text().format(**values))
+        extra = self.settings.trino_jvm_options.split()
+        if extra:
+            jvm = self.etc_dir / "jvm.config"
+            jvm.write_text(jvm.read_text().rstrip("\n") + "\n" + "\n".join(extra) + "\n")
         # Who may read what: generated from the contracts' PII flags (scenelake.access).
         access.write(self.settings, self.etc_dir)
 

@@ -7,6 +7,7 @@ subprocess and spark-submit all see the same test lake and the test Trino port.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -29,9 +30,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 # Modules that share a session-scoped lake run in the same test process, so each lake is built once.
 SHARED_LAKES = {"test_conservation": "faulty_lake", "test_curated_views": "faulty_lake",
-                "test_evaluation_slices": "faulty_lake",
+                "test_evaluation_slices": "faulty_lake", "test_consent": "faulty_lake",
                 "test_evaluation_oracles": "oracle_lake", "test_oracle_import": "oracle_lake",
-                "test_quality_gates": "clean_lake", "test_consent": "clean_lake"}
+                "test_quality_gates": "clean_lake"}
 # The work units that take longest (measured with --durations) start first, so that the two test
 # processes finish together rather than one waiting for the other's last long module. Order only.
 LONGEST_FIRST = ("clean_lake", "faulty_lake", "test_access_probe", "test_ingest_captures_pipeline",
@@ -87,8 +88,10 @@ TEST_SPARK_CONF = {
 # tier alone gets a 48 MiB code cache, which a test process fills within a minute (the JVM then logs
 # "CodeCache is full. Compiler has been disabled" and interprets every method it meets later): 512 MiB
 # keeps the compiler on for the whole run (the gates' clean lake: 94.5 s -> 80.2 s).
-TEST_SUBMIT_ARGS = ("--conf spark.sql.codegen.wholeStage=false --conf spark.sql.codegen.factoryMode=NO_CODEGEN "
-                    "--driver-java-options '-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=512m' pyspark-shell")
+# The spark-submit test passes the same arguments.
+TEST_JVM_ARGS = ["--conf", "spark.sql.codegen.wholeStage=false", "--conf", "spark.sql.codegen.factoryMode=NO_CODEGEN",
+                 "--driver-java-options", "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=512m"]
+TEST_SUBMIT_ARGS = shlex.join([*TEST_JVM_ARGS, "pyspark-shell"])
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +104,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         "SCENELAKE_STATE_DIR": str(root / "state"),
         "SCENELAKE_TRINO_PORT": os.environ.get("SCENELAKE_TEST_TRINO_PORT", str(free_port())),
         "SCENELAKE_TRINO_HEAP": "2G",
+        # The quick JIT tier only, as for Spark below: the test server lives minutes and runs small
+        # queries, so compiling for peak speed costs more than it gives (measured alone: start-up
+        # 23 s of CPU -> 14 s, 20 small queries 6.3 s -> 4.6 s, idle 1.6 -> 0.7 s per 20 s).
+        "SCENELAKE_TRINO_JVM_OPTIONS": "-XX:TieredStopAtLevel=1",
         # Rendering a gate's HTML report costs about half a second per gate (hundreds in the suite);
         # test_quality_gates turns it on for the test that checks the report.
         "SCENELAKE_DATA_DOCS": "off",
@@ -179,7 +186,7 @@ def oracle_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="session")
 def clean_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:  # type: ignore[no-untyped-def]
     """A clean generated landing zone (6 captures, seed 3, no faults) ingested into silver, not evaluated.
-    Tests that change it work on a copy (`copy_lake`): the quality gates' and the consent policy's."""
+    Tests that change it work on a copy (`copy_lake`): the quality gates'."""
     import jobs.ingest_annotations as annotations_job
     import jobs.ingest_captures as captures_job
     import jobs.ingest_predictions as predictions_job
@@ -209,7 +216,8 @@ def faulty_lake(spark, settings: Settings, tmp_path_factory: pytest.TempPathFact
     """A generated landing zone with planted faults (8 captures, seed 32, 5% of records damaged), ingested
     and evaluated; yields the lake's settings and the generator's ledger of faults.
 
-    Shared by the conservation tests and the curated views' tests, so the suite ingests it once.
+    Shared by the conservation tests, the curated views' and slices' tests and (on a copy) the consent
+    policy's, so the suite ingests and evaluates it once.
     Seed 32 because its tracked captures (gen-00003, gen-00005) have every subject's consent
     granted, so they are evaluated, while one capture is held out as pending and one as withdrawn.
     """

@@ -23,6 +23,7 @@ from scenelake.quality import QualityGateFailed
 from scenelake.settings import PROJECT_ROOT, Settings
 from scenelake.spark import submit_args
 from scenelake.trino_client import query, register_tables
+from tests.conftest import TEST_JVM_ARGS
 from tests.frames import as_rows
 
 pytestmark = pytest.mark.integration
@@ -164,7 +165,8 @@ def test_the_same_job_runs_under_spark_submit(spark, lake) -> None:  # type: ign
            "SPARK_HOME": str(Path(pyspark.__file__).parent), "PYSPARK_PYTHON": sys.executable,
            "PATH": os.environ.get("PATH", "").replace(f"{venv_bin}:", "")}
     spark_submit = str(venv_bin / "spark-submit")
-    done = subprocess.run([spark_submit, *submit_args(lake), "--conf", "spark.driver.memory=1g",
+    # With the test session's JIT and codegen settings (TEST_JVM_ARGS): they change no result.
+    done = subprocess.run([spark_submit, *submit_args(lake), *TEST_JVM_ARGS, "--conf", "spark.driver.memory=1g",
                            str(PROJECT_ROOT / "jobs" / "ingest_captures.py"), "--no-register"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -243,30 +243,48 @@ def test_a_redelivered_export_is_quarantined_for_the_table_each_record_was_meant
 def test_the_landing_listing_skips_files_bronze_holds_and_reads_new_or_touched_ones(spark, settings,  # type: ignore[no-untyped-def]
                                                                                     tmp_path) -> None:
     """A file whose path, size and modification time bronze holds is not read again; a new file and
-    one written again since (another modification time) are; no folder at all is no file."""
+    one written again since (another modification time) are; no folder at all is no file. The
+    answer comes from the landed-file ledger while bronze's newest commit is the one it names, and
+    from bronze's rows after any other commit, the same either way."""
     import os
 
     from scenelake import delta_io
-    from scenelake.ingest import new_batch_id, read_files, to_bronze, unseen
+    from scenelake.ingest import LandedFiles, new_batch_id, read_files, to_bronze, unseen
 
     lake = settings.with_overrides(lake_root=str(tmp_path / "lake"), landing_root=str(tmp_path / "landing"))
     folder = tmp_path / "landing" / "manifests"
     folder.mkdir(parents=True)
     (folder / "a.jsonl").write_text('{"capture_id": "a"}\n')
     (folder / "b c.jsonl").write_text('{"capture_id": "b"}\n')
-    first = unseen(spark, lake, read_files(spark, lake, "manifests", "*.jsonl", bronze="bronze.captures"),
-                   "bronze.captures")
+
+    def listed(landed: LandedFiles) -> list[str]:
+        return sorted(r.source_file for r in read_files(spark, lake, "manifests", "*.jsonl", landed=landed).collect())
+
+    landed = LandedFiles(spark, lake, "bronze.captures")
+    first = unseen(spark, lake, read_files(spark, lake, "manifests", "*.jsonl", landed=landed), "bronze.captures")
     assert sorted(r.source_file for r in first.collect()) == ["manifests/a.jsonl", "manifests/b%20c.jsonl"]
     lines = first.select("source_file", "source_sha256", F.lit(1).cast("long").alias("line_number"),
                          F.col("value").alias("payload"))
     delta_io.append(spark, lake, "bronze.captures", to_bronze(lines, new_batch_id(), first))
+    landed.save()
+    ledger = (tmp_path / "lake" / "_landed" / "bronze.captures.json").read_text()
+    assert "manifests/a.jsonl" in ledger and '"capture_id"' not in ledger  # names, sizes and times only
+    current = LandedFiles(spark, lake, "bronze.captures")
+    assert current.trusted and listed(current) == []
+
     (folder / "new.jsonl").write_text('{"capture_id": "n"}\n')
     os.utime(folder / "a.jsonl", (1_900_000_000, 1_900_000_000))  # the same bytes, written again
-    again = read_files(spark, lake, "manifests", "*.jsonl", bronze="bronze.captures")
-    assert sorted(r.source_file for r in again.collect()) == ["manifests/a.jsonl", "manifests/new.jsonl"]
+    again = LandedFiles(spark, lake, "bronze.captures")
+    assert listed(again) == ["manifests/a.jsonl", "manifests/new.jsonl"]
     # The touched file's bytes are known: only the new one is unseen.
-    assert [r.source_file for r in unseen(spark, lake, again, "bronze.captures").collect()] == ["manifests/new.jsonl"]
-    assert read_files(spark, lake, "nowhere", "*.jsonl", bronze="bronze.captures").count() == 0
+    fresh = read_files(spark, lake, "manifests", "*.jsonl", landed=LandedFiles(spark, lake, "bronze.captures"))
+    assert [r.source_file for r in unseen(spark, lake, fresh, "bronze.captures").collect()] == ["manifests/new.jsonl"]
+    assert read_files(spark, lake, "nowhere", "*.jsonl", landed=again).count() == 0
+    # Another commit on bronze (compaction, an erasure's rewrite, a crash after an append): bronze is read.
+    path = lake.table_path("bronze", "captures")
+    spark.sql(f"alter table delta.`{path}` set tblproperties ('scenelake.test' = 'moved')")
+    stale = LandedFiles(spark, lake, "bronze.captures")
+    assert not stale.trusted and listed(stale) == ["manifests/a.jsonl", "manifests/new.jsonl"]
 
 
 def test_a_blank_or_unreadable_export_is_one_file_record_with_its_rule(spark) -> None:  # type: ignore[no-untyped-def]
@@ -277,3 +295,16 @@ def test_a_blank_or_unreadable_export_is_one_file_record_with_its_rule(spark) ->
                                         ("d.json", "coco", "images", 1, "{}")]))
     assert sorted((r.source_file, r.rule) for r in got.collect()) == [
         ("a.json", "empty_file"), ("b.txt", "empty_file"), ("c.json", "malformed_json")]
+
+
+def test_the_landed_file_ledger_round_trips_and_a_damaged_one_is_not_trusted() -> None:
+    from scenelake.ingest import Landed
+
+    ledger = Landed(3, 1_700_000_000_000, {}).plus(4, 1_700_000_000_500, [
+        ("manifests/a.jsonl", 20, "2026-12-01T10:00:00"), ("manifests/a.jsonl", 21, "2026-12-02T10:00:00"),
+        ("manifests/b.jsonl", 7, "2026-12-01T10:00:00")])
+    assert Landed.parse(ledger.text()) == ledger
+    assert (ledger.version, ledger.committed_ms) == (4, 1_700_000_000_500)
+    assert ledger.files["manifests/a.jsonl"] == {(20, "2026-12-01T10:00:00"), (21, "2026-12-02T10:00:00")}
+    assert [Landed.parse(t) for t in ("", "{", '{"version": 1}', '{"version": 1, "committed_ms": 2, "files": 3}')] == [
+        None, None, None, None]
