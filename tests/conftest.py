@@ -36,7 +36,7 @@ SHARED_LAKES = {"test_conservation": "faulty_lake", "test_curated_views": "fault
 # The work units that take longest (measured with --durations) start first, so that the two test
 # processes finish together rather than one waiting for the other's last long module. Order only.
 LONGEST_FIRST = ("clean_lake", "faulty_lake", "test_access_probe", "test_ingest_captures_pipeline",
-                 "test_comparison", "oracle_lake", "test_compare", "test_access_control")
+                 "test_comparison", "test_compare", "test_coco_fidelity", "oracle_lake", "test_access_control")
 
 
 def work_unit(nodeid: str) -> str:
