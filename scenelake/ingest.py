@@ -204,7 +204,7 @@ class LandedFiles:
         if ledger is not None and (ledger.version, ledger.committed_ms) == head:
             self.ledger, self.trusted = ledger, True
         else:
-            self.ledger, self.trusted = Landed(-1, 0, self._from_bronze(settings) if head else {}), head is None
+            self.ledger, self.trusted = Landed(-1, 0, self._from_bronze() if head else {}), head is None
 
     def _head(self) -> tuple[int, int] | None:
         if not delta_io.table_exists(self.spark, self.settings, self.bronze):
@@ -212,7 +212,7 @@ class LandedFiles:
         commits = maintenance.log_commits(self.spark, self.path)
         return commits[-1] if commits else None
 
-    def _from_bronze(self, settings: Settings) -> dict[str, frozenset[tuple[int, str]]]:
+    def _from_bronze(self) -> dict[str, frozenset[tuple[int, str]]]:
         held = delta_io.read_table(self.spark, self.settings, self.bronze)
         if "source_modified_at" not in held.columns:  # a table from before these columns: every file is read
             return {}
