@@ -101,8 +101,7 @@ class GateRun:
         self.depth -= 1
         if self.depth:
             return
-        stops = tuple((name, [o for o in outcomes if not o.success and o.check.severity == "fail"])
-                      for name, outcomes, verdict, _ in self.judged if verdict == "stopped")
+        stops = tuple((name, failed(outcomes)) for name, outcomes, verdict, _ in self.judged if verdict == "stopped")
         self.flush()
         if stops and kind is None:
             (table, failures), *more = stops
@@ -444,6 +443,11 @@ def accepted(run: GateRun, name: str) -> bool:
         (F.col("table_name") == name) & (F.col("batch_key") == run.batch_key)).limit(1).count() > 0
 
 
+def failed(outcomes: list[CheckResult]) -> list[CheckResult]:
+    """The failed `fail` checks among a gate's outcomes: what stops its batch."""
+    return [o for o in outcomes if not o.success and o.check.severity == "fail"]
+
+
 def _rows(run: GateRun, name: str, outcomes: list[CheckResult], outcome: str, at: datetime) -> list[tuple[Any, ...]]:
     """ops.quality_results rows of one gate's outcomes."""
     checks = checks_for(name)
@@ -464,7 +468,7 @@ def gate(df: DataFrame, name: str, run: GateRun | None = None) -> list[CheckResu
     history = last_published(run, name) if run and any(c.history for c in checks_for(name)) else None
     outcomes = validate(df, name, history, data_docs_dir(run) if run else None,
                         sample_key_mask(run.settings, name) if run else None)
-    failures = [o for o in outcomes if not o.success and o.check.severity == "fail"]
+    failures = failed(outcomes)
     let_through = bool(failures) and run is not None and accepted(run, name)
     stopped = bool(failures) and not let_through
     if run is not None:
