@@ -248,12 +248,12 @@ def test_warn_only_batch_is_published_with_its_warning(spark, lake: Settings) ->
     # The Data Docs site has a page for each of the job's gates (not only the last one's), all in its index.
     site = lake.state_dir / "data_docs"
     pages = sorted(p.relative_to(site).as_posix() for p in (site / "validations").rglob("*.html"))
-    assert [p.split("/")[1:3] for p in pages] == [["ops", "quarantine-pandas"], ["ops", "quarantine-spark"],
+    assert [p.split("/")[1:3] for p in pages] == [["ops", "quarantine-pandas"], ["ops", "quarantine-sqlite"],
                                                   ["silver", "captures-pandas"], ["silver", "subjects-pandas"]], pages
     assert all(p in (site / "index.html").read_text() for p in pages)
     assert quality.KEPT_RESULTS >= 1 and all(  # one stored result each, pruned to the newest KEPT_RESULTS
         len(list((site / quality.RESULTS_FOLDER / s).glob("*/*"))) == 1 for s in
-        ("ops/quarantine-pandas", "ops/quarantine-spark", "silver/captures-pandas", "silver/subjects-pandas"))
+        ("ops/quarantine-pandas", "ops/quarantine-sqlite", "silver/captures-pandas", "silver/subjects-pandas"))
 
 
 def test_accepted_batch_is_published_and_recorded_as_accepted(spark, lake: Settings, trino: Settings) -> None:  # type: ignore[no-untyped-def]
