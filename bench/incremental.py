@@ -26,6 +26,7 @@ import random
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -96,17 +97,27 @@ def versions(spark, settings: Settings) -> dict[str, int | None]:  # type: ignor
     return pipeline.versions(spark, settings)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def lake_options(parser: argparse.ArgumentParser) -> None:
+    """The generated lake's size (shared with bench/erasure.py)."""
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--captures", type=int, default=200)
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--latency", action="store_true", help="also time one upload to Trino (Trino must be up)")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
-    root = Path(tempfile.mkdtemp(prefix="scenelake-incremental-"))
+
+
+@dataclass(frozen=True)
+class Generated:
+    root: Path
+    settings: Settings
+    captures: list[str]
+    per_capture: int
+    total: int
+
+
+def generate_lake(args: argparse.Namespace, rng: random.Random, prefix: str) -> Generated:
+    """A landing zone of args.predictions in a new temporary folder, with settings pointing at it."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     settings = load_settings().with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"),
                                               state_dir=root / "state")
     captures = [f"cap-{c:05d}" for c in range(args.captures)]
@@ -118,6 +129,17 @@ def main() -> None:
     total = per_capture * args.runs * args.captures
     print(f"generated {total} predictions ({args.runs} runs x {args.captures} captures) and "
           f"{args.captures * FRAMES * OBJECTS} objects in {time.monotonic() - started:.0f}s under {root}")
+    return Generated(root, settings, captures, per_capture, total)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lake_options(parser)
+    parser.add_argument("--latency", action="store_true", help="also time one upload to Trino (Trino must be up)")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    lake = generate_lake(args, rng, "scenelake-incremental-")
+    root, settings, captures, per_capture, total = lake.root, lake.settings, lake.captures, lake.per_capture, lake.total
 
     started = time.monotonic()
     spark = get_spark("bench-incremental", settings)

@@ -171,7 +171,7 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
                              progress=progress).withColumn("format", F.lit("coco"))
     mot = ingest.read_files(spark, settings, "annotations/mot", "gt.txt", landed=landed,
                             progress=progress).withColumn("format", F.lit("mot"))
-    files = ingest.unseen(spark, settings, coco.unionByName(mot), BRONZE).cache()
+    files = ingest.unseen(spark, coco.unionByName(mot), landed).cache()
     names = sorted(r.source_file for r in files.select("source_file").collect())
     progress(f"[ingest_annotations] {len(names)} new export file(s) under {settings.landing_root}/annotations")
     added = 0

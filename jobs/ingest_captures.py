@@ -171,7 +171,7 @@ def split_captures(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
 def read_new_files(spark: SparkSession, settings: Settings, landed: ingest.LandedFiles,
                    progress: ingest.Progress = ingest.silent) -> DataFrame:
     files = ingest.read_files(spark, settings, MANIFEST_DIR, "*.jsonl", landed=landed, progress=progress)
-    return ingest.unseen(spark, settings, files, BRONZE)
+    return ingest.unseen(spark, files, landed)
 
 
 def candidates(lines: DataFrame) -> DataFrame:

@@ -175,7 +175,7 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
     parquet = ingest.read_files(spark, settings, "predictions", "*.parquet", binary=True, landed=landed,
                                   progress=progress).withColumn(
         "format", F.lit("parquet"))
-    files = ingest.unseen(spark, settings, files.unionByName(parquet), BRONZE).cache()
+    files = ingest.unseen(spark, files.unionByName(parquet), landed).cache()
     names = sorted(r.source_file for r in files.select("source_file").collect())
     progress(f"[ingest_predictions] {len(names)} new prediction file(s) under {settings.landing_root}/predictions")
     added = 0

@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
 from typing import Any
@@ -150,45 +150,56 @@ def _stamp(modified: datetime) -> str:
 @dataclass(frozen=True)
 class Landed:
     """The landed files a bronze table has read, as of one commit of it: every (size, modification
-    time) each path had when it was read. Pure data; `LandedFiles` reads and writes it."""
+    time) each path had when it was read, and the digest (sha256 of the bytes) of every version of a
+    path that bronze holds. Pure data; `LandedFiles` reads and writes it."""
 
     version: int
     committed_ms: int
     files: dict[str, frozenset[tuple[int, str]]]
+    digests: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def text(self) -> str:
         files = {f: sorted([size, at] for size, at in seen) for f, seen in sorted(self.files.items())}
-        return json.dumps({"version": self.version, "committed_ms": self.committed_ms, "files": files}, sort_keys=True)
+        digests = {f: sorted(held) for f, held in sorted(self.digests.items())}
+        return json.dumps({"version": self.version, "committed_ms": self.committed_ms, "files": files,
+                           "digests": digests}, sort_keys=True)
 
     @staticmethod
     def parse(text: str) -> Landed | None:
-        """The ledger in `text`, or None when it is not one (then bronze is read instead)."""
+        """The ledger in `text`, or None when it is not one (then bronze is read instead; so is it for a
+        ledger written before ledgers held digests)."""
         try:
             doc = json.loads(text)
             return Landed(int(doc["version"]), int(doc["committed_ms"]),
                           {str(f): frozenset((int(size), str(at)) for size, at in seen)
-                           for f, seen in doc["files"].items()})
+                           for f, seen in doc["files"].items()},
+                          {str(f): frozenset(str(d) for d in held) for f, held in doc["digests"].items()})
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def plus(self, version: int, committed_ms: int, read: Iterable[tuple[str, int, str]]) -> Landed:
-        files = dict(self.files)
+    def plus(self, version: int, committed_ms: int, read: Iterable[tuple[str, int, str]],
+             held: Iterable[tuple[str, str]] = ()) -> Landed:
+        files, digests = dict(self.files), dict(self.digests)
         for name, size, at in read:
             files[name] = files.get(name, frozenset()) | {(size, at)}
-        return Landed(version, committed_ms, files)
+        for name, digest in held:
+            digests[name] = digests.get(name, frozenset()) | {digest}
+        return Landed(version, committed_ms, files, digests)
 
 
 class LandedFiles:
-    """Which landed files a bronze table already holds, for its job's listing (`read_files`).
+    """Which landed files a bronze table already holds, for its job's listing (`read_files`) and
+    digest check (`unseen`).
 
     The answer is kept in a ledger next to the lake (`<lake>/_landed/<layer>.<table>.json`, through
-    Hadoop's file system, so on s3a too), written after each bronze append: a listing is compared
-    with it rather than with bronze's rows, so it costs the number of landed files, not of records.
+    Hadoop's file system, so on s3a too), written after each bronze append: a listing and the new
+    files' digests are compared with it rather than with bronze's rows, so a run costs the number of
+    landed files, not of records.
     The ledger is trusted only while bronze's newest commit is the one it names (version and commit
     time, from one listing of `_delta_log`): after any other commit (compaction, an erasure's
     rewrite, a job that crashed after its append, a table recreated) the files are read from bronze
-    once, as before the ledger existed, and `save` writes the ledger anew. It holds paths, sizes and
-    times only: no record and no payload."""
+    once, as before the ledger existed, and `save` writes the ledger anew. It holds paths, sizes,
+    times and digests only: no record and no payload."""
 
     def __init__(self, spark: SparkSession, settings: Settings, bronze: str):
         self.spark, self.settings, self.bronze = spark, settings, bronze
@@ -196,6 +207,7 @@ class LandedFiles:
         self.path = settings.table_path(layer, table)
         self.location = f"{settings.lake_root.rstrip('/')}/{LANDED_FOLDER}/{bronze}.json"
         self.read: list[tuple[str, int, str]] = []
+        self.loaded: list[tuple[str, str]] = []
         head = self._head()
         ledger = None
         if head is not None:
@@ -204,7 +216,7 @@ class LandedFiles:
         if ledger is not None and (ledger.version, ledger.committed_ms) == head:
             self.ledger, self.trusted = ledger, True
         else:
-            self.ledger, self.trusted = Landed(-1, 0, self._from_bronze() if head else {}), head is None
+            self.ledger, self.trusted = self._from_bronze() if head else Landed(-1, 0, {}), head is None
 
     def _head(self) -> tuple[int, int] | None:
         if not delta_io.table_exists(self.spark, self.settings, self.bronze):
@@ -212,42 +224,60 @@ class LandedFiles:
         commits = maintenance.log_commits(self.spark, self.path)
         return commits[-1] if commits else None
 
-    def _from_bronze(self) -> dict[str, frozenset[tuple[int, str]]]:
+    def _from_bronze(self) -> Landed:
         held = delta_io.read_table(self.spark, self.settings, self.bronze)
-        if "source_modified_at" not in held.columns:  # a table from before these columns: every file is read
-            return {}
+        timed = "source_modified_at" in held.columns  # a table from before these columns: every file is read
+        columns = ["source_file", "source_sha256", *(["source_size", "source_modified_at"] if timed else [])]
         files: dict[str, set[tuple[int, str]]] = {}
-        for r in held.select("source_file", "source_size", "source_modified_at").distinct().collect():
-            if r.source_size is not None and r.source_modified_at is not None:
+        digests: dict[str, set[str]] = {}
+        for r in held.select(*columns).distinct().collect():
+            digests.setdefault(r.source_file, set()).add(r.source_sha256)
+            if timed and r.source_size is not None and r.source_modified_at is not None:
                 files.setdefault(r.source_file, set()).add((int(r.source_size), _stamp(r.source_modified_at)))
-        return {f: frozenset(seen) for f, seen in files.items()}
+        return Landed(-1, 0, {f: frozenset(seen) for f, seen in files.items()},
+                      {f: frozenset(held) for f, held in digests.items()})
 
     def knows(self, source_file: str, size: int, modified: datetime) -> bool:
         return (int(size), _stamp(modified)) in self.ledger.files.get(source_file, frozenset())
+
+    def holds(self, source_file: str, digest: str) -> bool:
+        """Bronze holds these bytes under this path already."""
+        return digest in self.ledger.digests.get(source_file, frozenset())
 
     def note(self, read: Iterable[tuple[str, int, datetime]]) -> None:
         """Files `read_files` read this run (the next run need not read them again)."""
         self.read += [(name, int(size), _stamp(at)) for name, size, at in read]
 
+    def note_loaded(self, loaded: Iterable[tuple[str, str]]) -> None:
+        """(path, digest) of the files this run appends to bronze (`unseen` found them new)."""
+        self.loaded += list(loaded)
+
     def save(self) -> None:
         """After the job's bronze append (or with nothing appended): the ledger as of bronze's newest
         commit. Nothing is written when nothing was read and the ledger was already current."""
-        if self.trusted and not self.read:
+        if self.trusted and not self.read and not self.loaded:
             return
         head = self._head()
         if head is None:
             return
-        maintenance.write_text(self.spark, self.location, self.ledger.plus(*head, self.read).text())
+        maintenance.write_text(self.spark, self.location, self.ledger.plus(*head, self.read, self.loaded).text())
 
 
-def unseen(spark: SparkSession, settings: Settings, files: DataFrame, bronze: str) -> DataFrame:
-    """Files whose (path, digest) bronze has not loaded yet; a re-delivered copy is skipped."""
-    files = files.withColumn("source_sha256", F.sha2("value", 256))
-    if delta_io.table_exists(spark, settings, bronze):
-        seen = delta_io.read_table(spark, settings, bronze).select(
-            "source_file", "source_sha256").distinct()
-        files = files.join(seen, ["source_file", "source_sha256"], "left_anti")
-    return files
+def unseen(spark: SparkSession, files: DataFrame, landed: LandedFiles) -> DataFrame:
+    """Files whose (path, digest) bronze has not loaded yet (the same bytes landed again under the same
+    name, or touched without a change, are skipped), with their `source_sha256`; the new ones are noted
+    in `landed` for its save after the bronze append.
+
+    The digests are compared with the ledger's (one collect of a row per file), not with bronze's rows.
+    The files are cached: their bytes are read once for the digest and the records."""
+    files = files.withColumn("source_sha256", F.sha2("value", 256)).cache()
+    pairs = [(r.source_file, r.source_sha256) for r in files.select("source_file", "source_sha256").collect()]
+    new = [(name, digest) for name, digest in pairs if not landed.holds(name, digest)]
+    landed.note_loaded(new)
+    if len(new) == len(pairs):
+        return files
+    wanted = spark.createDataFrame(new, "source_file string, source_sha256 string")
+    return files.join(F.broadcast(wanted), ["source_file", "source_sha256"], "left_semi")
 
 
 def lines(value: Column) -> Column:

@@ -83,8 +83,15 @@ def register_tables(settings: Settings, tables: Iterable[tuple[str, str]]) -> li
 
 
 def _registered_location(cur: Any, catalog: str, layer: str, table: str) -> str:
-    cur.execute(f"show create table {quote(catalog)}.{quote(layer)}.{quote(table)}")
-    ddl = cur.fetchall()[0][0]
+    """Where Trino reads the table from; "" when it cannot read it there any more (its transaction log
+    is gone: a lake folder deleted or moved since), so that it is registered again rather than stuck."""
+    try:
+        cur.execute(f"show create table {quote(catalog)}.{quote(layer)}.{quote(table)}")
+        ddl = cur.fetchall()[0][0]
+    except trino.exceptions.TrinoExternalError as exc:
+        if exc.error_name != "DELTA_LAKE_INVALID_SCHEMA":
+            raise
+        return ""
     for line in ddl.splitlines():
         line = line.strip()
         if line.startswith("location ="):

@@ -87,3 +87,20 @@ def test_schema_change_is_picked_up_without_reregistering(spark, trino) -> None:
         == [[1, "a", None], [2, "b", 0.5]]
 
 
+
+
+def test_a_table_whose_lake_folder_is_gone_is_registered_again_at_its_new_place(spark, trino, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A lake deleted (or moved) after its tables were registered: Trino can no longer read the log at
+    the registered location; registering the table of the new lake replaces the stale registration."""
+    import shutil
+
+    old = trino.with_overrides(lake_root=str(tmp_path / "old"))
+    spark.createDataFrame([(1, "old")], "id long, name string").write.format("delta").save(
+        old.table_path("bronze", "moved"))
+    assert register_tables(old, [("bronze", "moved")]) == ["bronze.moved"]
+    shutil.rmtree(tmp_path / "old")
+    new = trino.with_overrides(lake_root=str(tmp_path / "new"))
+    spark.createDataFrame([(2, "new")], "id long, name string").write.format("delta").save(
+        new.table_path("bronze", "moved"))
+    assert register_tables(new, [("bronze", "moved")]) == ["bronze.moved"]
+    assert query(new, "select id, name from delta.bronze.moved") == [[2, "new"]]

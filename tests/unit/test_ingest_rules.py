@@ -261,14 +261,15 @@ def test_the_landing_listing_skips_files_bronze_holds_and_reads_new_or_touched_o
         return sorted(r.source_file for r in read_files(spark, lake, "manifests", "*.jsonl", landed=landed).collect())
 
     landed = LandedFiles(spark, lake, "bronze.captures")
-    first = unseen(spark, lake, read_files(spark, lake, "manifests", "*.jsonl", landed=landed), "bronze.captures")
+    first = unseen(spark, read_files(spark, lake, "manifests", "*.jsonl", landed=landed), landed)
     assert sorted(r.source_file for r in first.collect()) == ["manifests/a.jsonl", "manifests/b%20c.jsonl"]
     lines = first.select("source_file", "source_sha256", F.lit(1).cast("long").alias("line_number"),
                          F.col("value").alias("payload"))
     delta_io.append(spark, lake, "bronze.captures", to_bronze(lines, new_batch_id(), first))
     landed.save()
     ledger = (tmp_path / "lake" / "_landed" / "bronze.captures.json").read_text()
-    assert "manifests/a.jsonl" in ledger and '"capture_id"' not in ledger  # names, sizes and times only
+    assert "manifests/a.jsonl" in ledger and '"capture_id"' not in ledger  # names, sizes, times, digests only
+    assert sorted(json.loads(ledger)["digests"]) == ["manifests/a.jsonl", "manifests/b%20c.jsonl"]
     current = LandedFiles(spark, lake, "bronze.captures")
     assert current.trusted and listed(current) == []
 
@@ -277,14 +278,20 @@ def test_the_landing_listing_skips_files_bronze_holds_and_reads_new_or_touched_o
     again = LandedFiles(spark, lake, "bronze.captures")
     assert listed(again) == ["manifests/a.jsonl", "manifests/new.jsonl"]
     # The touched file's bytes are known: only the new one is unseen.
-    fresh = read_files(spark, lake, "manifests", "*.jsonl", landed=LandedFiles(spark, lake, "bronze.captures"))
-    assert [r.source_file for r in unseen(spark, lake, fresh, "bronze.captures").collect()] == ["manifests/new.jsonl"]
+    current = LandedFiles(spark, lake, "bronze.captures")
+    fresh = read_files(spark, lake, "manifests", "*.jsonl", landed=current)
+    assert [r.source_file for r in unseen(spark, fresh, current).collect()] == ["manifests/new.jsonl"]
+    assert current.trusted and [name for name, _ in current.loaded] == ["manifests/new.jsonl"]
     assert read_files(spark, lake, "nowhere", "*.jsonl", landed=again).count() == 0
     # Another commit on bronze (compaction, an erasure's rewrite, a crash after an append): bronze is read.
     path = lake.table_path("bronze", "captures")
     spark.sql(f"alter table delta.`{path}` set tblproperties ('scenelake.test' = 'moved')")
     stale = LandedFiles(spark, lake, "bronze.captures")
     assert not stale.trusted and listed(stale) == ["manifests/a.jsonl", "manifests/new.jsonl"]
+    # ... and so are its digests: the touched file is still known by its bytes.
+    stale = LandedFiles(spark, lake, "bronze.captures")
+    fresh = read_files(spark, lake, "manifests", "*.jsonl", landed=stale)
+    assert [r.source_file for r in unseen(spark, fresh, stale).collect()] == ["manifests/new.jsonl"]
 
 
 def test_a_blank_or_unreadable_export_is_one_file_record_with_its_rule(spark) -> None:  # type: ignore[no-untyped-def]
@@ -302,8 +309,13 @@ def test_the_landed_file_ledger_round_trips_and_a_damaged_one_is_not_trusted() -
 
     ledger = Landed(3, 1_700_000_000_000, {}).plus(4, 1_700_000_000_500, [
         ("manifests/a.jsonl", 20, "2026-12-01T10:00:00"), ("manifests/a.jsonl", 21, "2026-12-02T10:00:00"),
-        ("manifests/b.jsonl", 7, "2026-12-01T10:00:00")])
+        ("manifests/b.jsonl", 7, "2026-12-01T10:00:00")], [("manifests/a.jsonl", "d1"), ("manifests/a.jsonl", "d2")])
     assert Landed.parse(ledger.text()) == ledger
+    assert ledger.digests == {"manifests/a.jsonl": {"d1", "d2"}}
+    # A ledger from before digests is not trusted: bronze is read once instead.
+    before = json.loads(ledger.text())
+    del before["digests"]
+    assert Landed.parse(json.dumps(before)) is None
     assert (ledger.version, ledger.committed_ms) == (4, 1_700_000_000_500)
     assert ledger.files["manifests/a.jsonl"] == {(20, "2026-12-01T10:00:00"), (21, "2026-12-02T10:00:00")}
     assert [Landed.parse(t) for t in ("", "{", '{"version": 1}', '{"version": 1, "committed_ms": 2, "files": 3}')] == [
