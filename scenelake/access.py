@@ -37,6 +37,7 @@ import json
 import os
 import re
 import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,11 +126,19 @@ def ensure_key_table(settings: Settings) -> str:
     location = settings.trino_location(*KEY_TABLE)
     # One statement creates the table with its key (a no-op when it exists): nothing can leave
     # an empty key table behind.
-    query(settings, f"create table if not exists {table} with (location = '{location}') as "
-                    f"select from_hex('{secrets.token_hex(32)}') as {KEY_COLUMN}", user=KEY_USER)
-    columns = [c[0] for c in query(
-        settings, f"select column_name from {quote(settings.trino_catalog)}.information_schema.columns "
-                  f"where table_schema = '{KEY_TABLE[0]}' and table_name = '{KEY_TABLE[1]}'", user=KEY_USER)]
+    create = (f"create table if not exists {table} with (location = '{location}') as "
+              f"select from_hex('{secrets.token_hex(32)}') as {KEY_COLUMN}")
+    query(settings, create, user=KEY_USER)
+    columns = _key_columns(settings)
+    if not columns:
+        # Registered, but Trino reads no column: the table's log is gone with its lake folder (deleted to
+        # start over). The key went with it; a new one is made (masked values change, as the lake did).
+        print(f"[trino] {table} was registered at {location}, which no longer holds its table (the lake "
+              "folder was deleted or moved): a new masking key is created there", file=sys.stderr)
+        query(settings, f"call {quote(settings.trino_catalog)}.system.unregister_table("
+                        f"schema_name => '{KEY_TABLE[0]}', table_name => '{KEY_TABLE[1]}')", user=KEY_USER)
+        query(settings, create, user=KEY_USER)
+        columns = _key_columns(settings)
     if columns != [KEY_COLUMN]:
         raise AccessError(f"{table} has columns {columns}, not [{KEY_COLUMN}]: it predates keys kept "
                           "out of the Delta statistics, so its log holds the key in clear. Unregister it "
@@ -139,6 +148,14 @@ def ensure_key_table(settings: Settings) -> str:
     if len(rows) != 1:
         raise AccessError(f"{table} must hold exactly one key, it holds {len(rows)}: keep one row")
     return str(rows[0][0])
+
+
+def _key_columns(settings: Settings) -> list[str]:
+    from scenelake.trino_client import query
+
+    return [c[0] for c in query(
+        settings, f"select column_name from {quote(settings.trino_catalog)}.information_schema.columns "
+                  f"where table_schema = '{KEY_TABLE[0]}' and table_name = '{KEY_TABLE[1]}'", user=KEY_USER)]
 
 
 def _key_sql(settings: Settings) -> str:
