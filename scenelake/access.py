@@ -130,9 +130,11 @@ def ensure_key_table(settings: Settings) -> str:
               f"select from_hex('{secrets.token_hex(32)}') as {KEY_COLUMN}")
     query(settings, create, user=KEY_USER)
     columns = _key_columns(settings)
-    if not columns:
-        # Registered, but Trino reads no column: the table's log is gone with its lake folder (deleted to
-        # start over). The key went with it; a new one is made (masked values change, as the lake did).
+    log = Path(settings.table_path(*KEY_TABLE).removeprefix("file://")) / "_delta_log"
+    if not columns and settings.is_local_lake and not log.is_dir():
+        # Registered, but its lake folder is gone (deleted to start over), and the key with it: a new one
+        # is made (masked values change, as the lake did). Only where the folder is seen to be gone: an
+        # unreadable log on object storage must not silently change every masked value.
         print(f"[trino] {table} was registered at {location}, which no longer holds its table (the lake "
               "folder was deleted or moved): a new masking key is created there", file=sys.stderr)
         query(settings, f"call {quote(settings.trino_catalog)}.system.unregister_table("
