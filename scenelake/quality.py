@@ -16,6 +16,7 @@ failures recorded as accepted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -277,7 +278,7 @@ def _unexpected_rows(df: DataFrame, check: Check, keys: list[str], shown: Shown 
     view = f"gate_batch_{uuid.uuid4().hex[:8]}"
     df.createOrReplaceTempView(view)
     try:
-        query = check.kwargs["unexpected_rows_query"].replace("{batch}", view)
+        query = check.kwargs["unexpected_rows_query"].replace(BATCH, view)
         width = len(df.sparkSession.sql(query).columns)  # analysed, not run
         rows = df.sparkSession.sql(first_rows(query, width, SAMPLE_KEYS)).collect()
     finally:
@@ -379,13 +380,14 @@ def validate(df: DataFrame, name: str, history: dict[str, float] | None = None,
                     if sql_engine == "sqlite" else {})
             parts: list[tuple[str, Any, list[int]]] = [("pandas", head, rest)]
             if lite:
-                parts.append(("sqlite", (head, lite), sorted(lite)))
+                parts.append(("sqlite", head, sorted(lite)))
             if len(lite) < len(sql):
                 parts.append(("spark", df, [i for i in sql if i not in lite]))
         else:
             parts = [("spark", df, everything)]
         for engine, data, chosen in parts:
-            outcomes += _validate_part(engine, data, df, name, checks, chosen, history, docs_dir, shown)
+            outcomes += _validate_part(engine, data, df, name, checks, chosen, history, docs_dir, shown,
+                                       lite if engine == "sqlite" else {})
             if engine == "sqlite":
                 answered = {checks.index(o.check) for o in outcomes}
                 if unanswered := [i for i in chosen if i not in answered]:
@@ -424,23 +426,70 @@ def prune_results(suite_dir: Path, keep: int = KEPT_RESULTS) -> None:
 
 
 def _validate_part(engine: str, data: Any, df: DataFrame, name: str, checks: list[Check], chosen: list[int],
-                   history: dict[str, float] | None, docs_dir: Path | None,
-                   shown: Shown | None) -> list[CheckResult]:
+                   history: dict[str, float] | None, docs_dir: Path | None, shown: Shown | None,
+                   queries: dict[int, tuple[str, list[str]]] | None = None) -> list[CheckResult]:
+    """One engine's checks of the suite: `data` is the collected rows (pandas, and sqlite with the
+    checks' translated `queries`) or the batch (spark)."""
+    queries = queries or {}
     keys = list(contract(name).primary_key)
     context = _context(docs_dir)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    if engine == "sqlite":
-        head, queries = data
-        with _SqliteBatch(head, sorted({c for _, read in queries.values() for c in read})) as database:
+    with (_SqliteBatch(data, sorted({c for _, read in queries.values() for c in read})) if engine == "sqlite"
+          else contextlib.nullcontext()) as database:
+        if database is not None:
             source = context.data_sources.add_sqlite(name="scenelake", connection_string=database.url)
-            asset = source.add_table_asset(name=name, table_name=database.table)
-            batch = asset.add_batch_definition_whole_table("batch")
-            return _run_suite(engine, None, df, name, checks, chosen, history, docs_dir, shown, keys, context, batch,
-                              queries, database)
-    source = (context.data_sources.add_pandas(name="scenelake") if engine == "pandas"
-              else context.data_sources.add_spark(name="scenelake"))
-    batch = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("batch")
-    return _run_suite(engine, data, df, name, checks, chosen, history, docs_dir, shown, keys, context, batch, {}, None)
+            batch_definition = source.add_table_asset(name=name, table_name=database.table) \
+                .add_batch_definition_whole_table("batch")
+        else:
+            source = (context.data_sources.add_pandas(name="scenelake") if engine == "pandas"
+                      else context.data_sources.add_spark(name="scenelake"))
+            batch_definition = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("batch")
+        suite = gx.ExpectationSuite(name=f"{name}-{engine}")
+        for index in chosen:
+            check = checks[index]
+            kwargs = _with_history(check, (history or {}).get(check.label))
+            if index in queries:
+                kwargs["unexpected_rows_query"] = queries[index][0]
+            suite.add_expectation(_expectation(check, index, kwargs))
+        result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": keys,
+                         "partial_unexpected_count": SAMPLE_KEYS}
+        parameters = None if database is not None else {"dataframe": data}
+        if docs_dir is None:
+            result = batch_definition.get_batch(batch_parameters=parameters).validate(
+                suite, result_format=result_format)
+        else:
+            # Through a checkpoint, so that Great Expectations renders the result into the Data Docs site.
+            context.add_data_docs_site(site_name="scenelake", site_config={
+                "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
+            definition = context.validation_definitions.add(gx.ValidationDefinition(
+                name=f"{name}-{engine}", data=batch_definition, suite=context.suites.add(suite)))
+            checkpoint = context.checkpoints.add(gx.Checkpoint(
+                name=f"gate-{name}-{engine}", validation_definitions=[definition], result_format=result_format,
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["scenelake"])]))
+            result = next(iter(checkpoint.run(batch_parameters=parameters).run_results.values()))
+            prune_results(docs_dir.joinpath(RESULTS_FOLDER, *f"{name}-{engine}".split(".")))  # layer/table-engine
+        outcomes = []
+        for res in result.results:
+            config = res.expectation_config
+            assert config is not None and config.meta is not None, "GE dropped a result's configuration"
+            index = int(config.meta["check"])
+            check = checks[index]
+            if database is not None and (res.exception_info or {}).get("raised_exception"):
+                continue  # SQLite could not run the translated query: validate() runs it on Spark
+            details = res.result or {}
+            unexpected = details.get("unexpected_count")
+            samples = _sample_keys(details, keys, shown)
+            if check.expectation == "unexpected_rows_expectation":
+                unexpected = details.get("observed_value")
+                if not res.success and database is not None:
+                    rows = database.rows(queries[index][0], SAMPLE_KEYS)
+                    samples = _sample_keys({"details": {"unexpected_rows": rows}}, keys, shown)
+                elif not res.success:
+                    samples = _unexpected_rows(df, check, keys, shown)
+            outcomes.append(CheckResult(check, bool(res.success), unexpected, _plain(details.get("observed_value")),
+                                        samples))
+        return outcomes
 
 
 class _SqliteBatch:
@@ -470,56 +519,6 @@ class _SqliteBatch:
         cursor = self.connection.execute(first_rows(query, width, limit))
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _run_suite(engine: str, data: Any, df: DataFrame, name: str, checks: list[Check], chosen: list[int],
-               history: dict[str, float] | None, docs_dir: Path | None, shown: Shown | None, keys: list[str],
-               context: Any, batch_definition: Any, queries: dict[int, tuple[str, list[str]]],
-               database: _SqliteBatch | None) -> list[CheckResult]:
-    suite = gx.ExpectationSuite(name=f"{name}-{engine}")
-    for index in chosen:
-        check = checks[index]
-        kwargs = _with_history(check, (history or {}).get(check.label))
-        if index in queries:
-            kwargs["unexpected_rows_query"] = queries[index][0]
-        suite.add_expectation(_expectation(check, index, kwargs))
-    result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": keys,
-                     "partial_unexpected_count": SAMPLE_KEYS}
-    parameters = None if data is None else {"dataframe": data}
-    if docs_dir is None:
-        result = batch_definition.get_batch(batch_parameters=parameters).validate(suite, result_format=result_format)
-    else:
-        # Through a checkpoint, so that Great Expectations renders the result into the Data Docs site.
-        context.add_data_docs_site(site_name="scenelake", site_config={
-            "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{name}-{engine}", data=batch_definition, suite=context.suites.add(suite)))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"gate-{name}-{engine}", validation_definitions=[definition], result_format=result_format,
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["scenelake"])]))
-        result = next(iter(checkpoint.run(batch_parameters=parameters).run_results.values()))
-        prune_results(docs_dir.joinpath(RESULTS_FOLDER, *f"{name}-{engine}".split(".")))  # layer/table-engine
-    outcomes = []
-    for res in result.results:
-        config = res.expectation_config
-        assert config is not None and config.meta is not None, "GE dropped a result's configuration"
-        check = checks[int(config.meta["check"])]
-        if database is not None and (res.exception_info or {}).get("raised_exception"):
-            continue  # SQLite could not run the translated query: validate() runs it on Spark
-        details = res.result or {}
-        unexpected = details.get("unexpected_count")
-        samples = _sample_keys(details, keys, shown)
-        if check.expectation == "unexpected_rows_expectation":
-            unexpected = details.get("observed_value")
-            if not res.success and database is not None:
-                rows = database.rows(queries[int(config.meta["check"])][0], SAMPLE_KEYS)
-                samples = _sample_keys({"details": {"unexpected_rows": rows}}, keys, shown)
-            elif not res.success:
-                samples = _unexpected_rows(df, check, keys, shown)
-        outcomes.append(CheckResult(check, bool(res.success), unexpected, _plain(details.get("observed_value")),
-                                    samples))
-    return outcomes
 
 
 def _plain(value: Any) -> Any:

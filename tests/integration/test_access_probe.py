@@ -151,7 +151,8 @@ def _read(lake: Settings, user: str, reading: Reading, label: str, relation: str
 def probe(lake: Settings, user: str, tables: list[str]) -> Reading:
     """Read every table the jobs wrote (now and at version 0), its hidden tables, the key table and its
     hidden tables, and every view, as `user`: a few queries at a time (each is mostly Trino's round
-    trips, not work: 30 s one after the other for the three users, about a third of it in parallel)."""
+    trips, not work: 30 s one after the other for the three users; the module's setup went from 111 s
+    to 80-102 s in the suite)."""
     from concurrent.futures import ThreadPoolExecutor
 
     catalog = quote(lake.trino_catalog)
