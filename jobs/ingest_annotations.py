@@ -190,7 +190,7 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
                                                  "r.record_no", "r.payload", "import_meta"), batch_id,
                                   files).cache()
         added = bronze.count()
-        delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=f"batch={batch_id}")
+        delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=ingest.batch_metadata(batch_id, landed))
         bronze.unpersist()
         progress(f"[ingest_annotations] bronze.annotations += {added} records (batch {batch_id})")
     landed.save()
@@ -242,27 +242,31 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
         progress("[ingest_annotations] nothing new: silver.frames and silver.annotations are up to date")
         return Report(names, added, False, 0, 0, 0)
     progress(f"[ingest_annotations] judging {step.describe()}")
-    records, copies = ingest.split_redeliveries(step.records, F.to_json(F.array_sort(F.map_entries("import_meta"))),
+    reopened, stale = ingest.refresh(spark, settings, step, [FRAMES, ANNOTATIONS])
+    records, copies = ingest.split_redeliveries(ingest.with_reopened(step, reopened),
+                                                F.to_json(F.array_sort(F.map_entries("import_meta"))),
                                                 None if step.full else step.catalog)
     records = records.cache()
 
     def earlier(parse):  # type: ignore[no-untyped-def]
-        return lambda files: parse(step.catalog.where(F.col("source_file").isin(files)))
+        return lambda files: parse(step.files(files))
 
     # silver.annotations is Z-ordered by capture, and an annotation id starts with its capture id
     # (coco_annotations, mot_annotations): the look-up of earlier winners reads the increment's captures.
-    frames, bad_frames = ingest.reconcile(spark, settings, FRAMES, candidate_frames(records),
-                                          ["capture_id", "frame_index"], contract(FRAMES).column_names,
-                                          earlier(candidate_frames), step.full)
-    annotations, bad_annotations = ingest.reconcile(spark, settings, ANNOTATIONS, candidate_annotations(records),
-                                                    ["annotation_id"], contract(ANNOTATIONS).column_names,
-                                                    earlier(candidate_annotations), step.full,
-                                                    narrow=("capture_id",))
+    frames, bad_frames, gone_frames = ingest.reconcile(
+        spark, settings, FRAMES, candidate_frames(records), ["capture_id", "frame_index"],
+        contract(FRAMES).column_names, earlier(candidate_frames), step.full, replaced=step.replaced)
+    annotations, bad_annotations, gone_annotations = ingest.reconcile(
+        spark, settings, ANNOTATIONS, candidate_annotations(records), ["annotation_id"],
+        contract(ANNOTATIONS).column_names, earlier(candidate_annotations), step.full, narrow=("capture_id",),
+        replaced=step.replaced)
     rejected = (ingest.quarantine_rows(bad_frames, FRAMES, batch_id)
                 .unionByName(ingest.quarantine_rows(bad_annotations, ANNOTATIONS, batch_id))
                 .unionByName(ingest.quarantine_rows(ingest.file_failures(records), ANNOTATIONS, batch_id))
                 .unionByName(redelivered_rows(copies, batch_id))).cache()
     frames, annotations = frames.cache(), annotations.cache()
+    gone_frames = ingest.materialized(spark, gone_frames)
+    gone_annotations = ingest.materialized(spark, gone_annotations)
     clock = ingest.Stopwatch(progress, "ingest_annotations")
     captures = capture_sizes(spark, settings)
     with quality.GateRun(spark, settings, "ingest_annotations", delta_io.marker_text(step.marker)) as gate_run:
@@ -273,14 +277,18 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     clock.lap("parsed, checked and gated")
     quarantined = rejected.count()
     # Quarantine first, silver last: the marker on silver.annotations' commit says the batches are done.
-    ingest.write_quarantine(spark, settings, rejected, quarantined)
+    ingest.write_quarantine(spark, settings, rejected, quarantined, ingest.released(stale, rejected))
     ingest.crash_point("annotations:after_quarantine")
     clock.lap(f"{quarantined} record(s) quarantined")
-    marker = delta_io.marker_text(step.marker)
-    delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=marker)
+    # The quarantine as this run leaves it: the next run's `refresh` reads the records it holds then.
+    done = {**step.marker, "quarantine": delta_io.table_version(spark, settings, QUARANTINE)}
+    marker = delta_io.marker_text(done)
+    delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=marker, delete_missing=step.full,
+                   delete=gone_frames)
     ingest.crash_point("annotations:after_frames")
-    delta_io.merge(spark, settings, ANNOTATIONS, annotations, commit_metadata=marker)
-    delta_io.ensure_marker(spark, settings, ANNOTATIONS, step.marker)
+    delta_io.merge(spark, settings, ANNOTATIONS, annotations, commit_metadata=marker, delete_missing=step.full,
+                   delete=gone_annotations)
+    delta_io.ensure_marker(spark, settings, ANNOTATIONS, done)
     clock.lap("silver.frames and silver.annotations merged")
     report = Report(names, added, True, frames.count(), annotations.count(), quarantined)
     progress(f"[ingest_annotations] published {report.frames} new or changed frames, {report.annotations} "

@@ -191,7 +191,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     if new_files:
         lines = ingest.to_bronze(split_lines(files), batch_id, files)
         added = lines.count()
-        delta_io.append(spark, settings, BRONZE, lines, commit_metadata=f"batch={batch_id}")
+        delta_io.append(spark, settings, BRONZE, lines, commit_metadata=ingest.batch_metadata(batch_id, landed))
         progress(f"[ingest_captures] bronze.captures += {added} lines (batch {batch_id})")
     landed.save()
     files.unpersist()
@@ -206,17 +206,19 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
         return IngestReport(new_files, added, False, rows, [])
     progress(f"[ingest_captures] judging {step.describe()}")
     clock = ingest.Stopwatch(progress, "ingest_captures")
-    lines = step.records.withColumn("record_no", F.col("line_number"))
+    reopened, stale = ingest.refresh(spark, settings, step, [SILVER])
+    lines = ingest.with_reopened(step, reopened).withColumn("record_no", F.col("line_number"))
     originals, copies = ingest.split_redeliveries(
         lines, F.lit(""), None if step.full else step.catalog.withColumn("record_no", F.col("line_number")))
     originals = originals.cache()
-    good, rejected = ingest.reconcile(
+    good, rejected, gone = ingest.reconcile(
         spark, settings, SILVER, candidates(originals.drop("record_no")), ["capture_id"],
-        [*contract(SILVER).column_names, "subjects"],
-        lambda names: candidates(step.catalog.where(F.col("source_file").isin(names))), step.full)
+        [*contract(SILVER).column_names, "subjects"], lambda names: candidates(step.files(names)), step.full,
+        replaced=step.replaced)
     shape = ["source_file", "record_no", "rule", "payload"]
     rejected = rejected.select(*shape).unionByName(copies.select(*shape))
     good = good.cache()
+    gone = ingest.materialized(spark, gone)
     captures, subjects = good.drop("subjects"), subject_rows(good).cache()
     quarantine = ingest.quarantine_rows(rejected, SILVER, batch_id).cache()
     with quality.GateRun(spark, settings, "ingest_captures", delta_io.marker_text(step.marker)) as gate_run:
@@ -228,20 +230,26 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     quarantined = quarantine.count()
     # Quarantine first, silver.captures last: the marker on its commit says the batches are done. A
     # capture sent again replaces its subject list, so a subject dropped from the newer copy goes.
-    ingest.write_quarantine(spark, settings, quarantine, quarantined)
+    ingest.write_quarantine(spark, settings, quarantine, quarantined, ingest.released(stale, quarantine))
     ingest.crash_point("captures:after_quarantine")
     clock.lap(f"{quarantined} line(s) quarantined")
-    marker = delta_io.marker_text(step.marker)
+    # The quarantine as this run leaves it: the next run's `refresh` reads the records it holds then.
+    done = {**step.marker, "quarantine": delta_io.table_version(spark, settings, QUARANTINE)}
+    marker = delta_io.marker_text(done)
     dropped = None
     if not step.full and delta_io.table_exists(spark, settings, SUBJECTS):
-        dropped = (delta_io.read_table(spark, settings, SUBJECTS).join(good.select("capture_id"), "capture_id",
-                                                                        "left_semi")
+        # A capture sent again replaces its subject list; a capture no manifest holds any more (its
+        # line gone from a corrected file) takes its subjects with it.
+        held = delta_io.read_table(spark, settings, SUBJECTS)
+        dropped = (held.join(good.select("capture_id"), "capture_id", "left_semi")
                    .join(subjects, ["capture_id", "subject_id"], "left_anti").select("capture_id", "subject_id"))
+        if gone is not None:
+            dropped = dropped.unionByName(held.join(gone, "capture_id", "left_semi").select("capture_id", "subject_id"))
     delta_io.merge(spark, settings, SUBJECTS, subjects, commit_metadata=marker, delete_missing=step.full,
                    delete=dropped)
     ingest.crash_point("captures:after_subjects")
-    delta_io.merge(spark, settings, SILVER, captures, commit_metadata=marker, delete_missing=step.full)
-    delta_io.ensure_marker(spark, settings, SILVER, step.marker)
+    delta_io.merge(spark, settings, SILVER, captures, commit_metadata=marker, delete_missing=step.full, delete=gone)
+    delta_io.ensure_marker(spark, settings, SILVER, done)
     clock.lap("silver.subjects and silver.captures merged")
     report = IngestReport(new_files, added, True, delta_io.read_table(spark, settings, SILVER).count(), warnings,
                           subjects.count(), quarantined)

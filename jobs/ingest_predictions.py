@@ -191,7 +191,7 @@ def land_new_files(spark: SparkSession, settings: Settings, batch_id: str,
             "import_meta", ingest.path_meta(F.col("source_file")))
         bronze = ingest.to_bronze(records.drop("section"), batch_id, files).cache()
         added = bronze.count()
-        delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=f"batch={batch_id}")
+        delta_io.append(spark, settings, BRONZE, bronze, commit_metadata=ingest.batch_metadata(batch_id, landed))
         bronze.unpersist()
         progress(f"[ingest_predictions] bronze.predictions += {added} records (batch {batch_id})")
     landed.save()
@@ -237,15 +237,43 @@ def run_signature(runs: DataFrame) -> str:
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
-def rechecks(spark: SparkSession, settings: Settings, catalog: DataFrame, version: int | None) -> DataFrame:
+def rechecks(spark: SparkSession, settings: Settings, step: ingest.Increment, version: int | None) -> DataFrame:
     """Bronze records quarantined (as of the quarantine `version` the last run left) because their
     frame or run was unknown: judged again when frames or runs moved, since they may be known now."""
     if version is None or not delta_io.table_exists(spark, settings, QUARANTINE):
-        return catalog.limit(0)
+        return step.catalog.limit(0)
     waiting = (delta_io.read_table(spark, settings, QUARANTINE, version=version)
                .where((F.col("target_table") == PREDICTIONS) & F.col("rule").isin(*RECHECKED_RULES))
                .select("source_file", "record_no"))
-    return catalog.join(waiting, ["source_file", "record_no"], "left_semi")
+    # Of the files' newest versions (a record of a superseded version waits for nothing).
+    held = step.catalog.join(F.broadcast(waiting.select("source_file").distinct()), "source_file", "left_semi")
+    return ingest.newest(held).join(waiting, ["source_file", "record_no"], "left_semi")
+
+
+def on_lost_frames(spark: SparkSession, settings: Settings, step: ingest.Increment,
+                   frames_version: int | None) -> DataFrame | None:
+    """Silver predictions (run_id, prediction_id, source_file, record_no) on frames silver.frames held
+    when this job last ran and holds no more (a corrected export dropped them), or None. Judged again,
+    they wait in the quarantine for their frame (unknown_frame), as a build from scratch leaves them.
+    The frames come from silver.frames' Change Data Feed since then (the whole table when it cannot say)."""
+    before = (step.previous or {}).get(FRAMES)
+    if (step.full or before is None or frames_version is None or int(before) >= frames_version
+            or not delta_io.table_exists(spark, settings, PREDICTIONS)):
+        return None
+    frame = ["capture_id", "frame_index"]
+    now = delta_io.read_table(spark, settings, FRAMES).select(*frame)
+    held = delta_io.read_table(spark, settings, PREDICTIONS)
+    changed = delta_io.changed_keys(spark, settings, FRAMES, int(before), frames_version, frame)
+    if changed == []:
+        return None
+    if changed is None:
+        lost = held.join(now, frame, "left_anti")
+    else:
+        gone = spark.createDataFrame(changed, "capture_id string, frame_index long").join(now, frame, "left_anti")
+        lost = held.join(F.broadcast(gone), frame, "left_semi")
+    rows = lost.select("run_id", "prediction_id", "source_file", "record_no").collect()
+    return spark.createDataFrame(rows, "run_id string, prediction_id string, source_file string, record_no long") \
+        if rows else None
 
 
 @releases_cache
@@ -262,7 +290,8 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
         .join(runs_raw.select("source_file", F.col("value").alias("payload")), ["source_file"]),
         ["run_id"], contract(RUNS).column_names)
     runs = runs.cache()
-    inputs = {FRAMES: delta_io.data_version(spark, settings, FRAMES), "runs": run_signature(runs)}
+    frames_version = delta_io.data_version(spark, settings, FRAMES)
+    inputs = {FRAMES: frames_version, "runs": run_signature(runs)}
     step = ingest.increment(spark, settings, "ingest_predictions", BRONZE, PREDICTIONS,
                             fingerprint(RUNS, PREDICTIONS, QUARANTINE), inputs)
     if step is None:
@@ -271,40 +300,55 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
         return Report(names, added, False, 0, 0, 0)
     clock = ingest.Stopwatch(progress, "ingest_predictions")
     progress(f"[ingest_predictions] judging {step.describe()}")
-    records = step.records
+    reopened, stale = ingest.refresh(spark, settings, step, [PREDICTIONS])
+    records = ingest.with_reopened(step, reopened)
+    # Single records judged again besides whole files: those waiting for their frame or run, and those
+    # whose frame is gone (none of a file judged whole: its records are there already).
+    whole = F.col("source_file").isin(*step.paths, *reopened) if step.paths or reopened else F.lit(False)
     waiting = None
     if not step.full:
-        waiting = rechecks(spark, settings, step.catalog, step.previous.get("quarantine") if step.previous else None)
-        records = records.unionByName(waiting.join(records.select("source_file", "record_no"),
-                                                   ["source_file", "record_no"], "left_anti"))
+        waiting = rechecks(spark, settings, step, step.previous.get("quarantine") if step.previous else None)
+        records = records.unionByName(waiting.where(~whole))
+    lost = on_lost_frames(spark, settings, step, frames_version)
+    if lost is not None:
+        again = step.files(r[0] for r in lost.select("source_file").distinct().collect()).join(
+            lost.select("source_file", "record_no"), ["source_file", "record_no"], "left_semi")
+        records = records.unionByName(again.where(~whole))
     records = records.withColumn("section", F.lit("rows"))
     records, copies = ingest.split_redeliveries(records, delivery_scope(),
                                                 None if step.full else step.catalog)
     records = records.cache()
-    frames = (delta_io.read_table(spark, settings, FRAMES) if inputs[FRAMES] is not None
+    frames = (delta_io.read_table(spark, settings, FRAMES) if frames_version is not None
               else spark.createDataFrame([], "capture_id string, frame_index long"))
     captures = (delta_io.read_table(spark, settings, CAPTURES).select("capture_id", "fps", "duration_s")
                 if delta_io.table_exists(spark, settings, CAPTURES) else None)
     rows = predictions(records, frames, runs, captures).cache()
 
     def reparse(files: list[str]) -> DataFrame:
-        earlier = step.catalog.where(F.col("source_file").isin(files)).withColumn("section", F.lit("rows"))
-        return predictions(earlier, frames, runs, captures)
+        return predictions(step.files(files).withColumn("section", F.lit("rows")), frames, runs, captures)
 
-    good, rejected = ingest.reconcile(spark, settings, PREDICTIONS, rows, ["run_id", "prediction_id"],
-                                      contract(PREDICTIONS).column_names, reparse, step.full)
+    good, rejected, gone = ingest.reconcile(spark, settings, PREDICTIONS, rows, ["run_id", "prediction_id"],
+                                            contract(PREDICTIONS).column_names, reparse, step.full,
+                                            replaced=step.replaced)
     good = good.cache()
+    if lost is not None:
+        # Those that do not win their key again (they wait for their frame now) leave silver.
+        unmoored = lost.select("run_id", "prediction_id").join(good.select("run_id", "prediction_id"),
+                                                               ["run_id", "prediction_id"], "left_anti")
+        gone = unmoored if gone is None else gone.unionByName(unmoored)
+    gone = ingest.materialized(spark, gone)
     # An unreadable COCO results file is one record whose payload is the whole text: it fails
     # malformed_json like any bad record.
     quarantine = (ingest.quarantine_rows(rejected, PREDICTIONS, batch_id)
                   .unionByName(ingest.quarantine_rows(copies, PREDICTIONS, batch_id))
                   .unionByName(ingest.quarantine_rows(bad_runs, RUNS, batch_id))).cache()
-    release = None
+    release = ingest.released(stale, quarantine)
     if waiting is not None:
-        release = (good.select("source_file", "record_no").join(waiting.select("source_file", "record_no"),
+        arrived = (good.select("source_file", "record_no").join(waiting.select("source_file", "record_no"),
                                                                  ["source_file", "record_no"], "left_semi")
                    .select(F.lit(PREDICTIONS).alias("target_table"), "source_file", F.lit("rows").alias("section"),
                            "record_no"))
+        release = arrived if release is None else release.unionByName(arrived)
     kept = good.count()
     clock.lap(f"parsed and checked {kept} new or changed predictions")
     # The model runs are judged and merged only when a run.json is new or changed since the last run.
@@ -324,7 +368,8 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     if runs_moved:
         delta_io.merge(spark, settings, RUNS, runs, commit_metadata=delta_io.marker_text(marker))
     ingest.crash_point("predictions:after_runs")
-    delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=delta_io.marker_text(marker))
+    delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=delta_io.marker_text(marker),
+                   delete_missing=step.full, delete=gone)
     delta_io.ensure_marker(spark, settings, PREDICTIONS, marker)
     clock.lap("silver.predictions merged")
     report = Report(names, added, True, runs.count(), kept, quarantined)

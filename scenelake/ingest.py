@@ -150,41 +150,43 @@ def _stamp(modified: datetime) -> str:
 @dataclass(frozen=True)
 class Landed:
     """The landed files a bronze table has read, as of one commit of it: every (size, modification
-    time) each path had when it was read, and the digest (sha256 of the bytes) of every version of a
-    path that bronze holds. Pure data; `LandedFiles` reads and writes it."""
+    time) each path had when it was read, and the digest (sha256 of the bytes) of the newest version
+    of each path bronze holds (a path delivered again with other bytes supersedes its earlier
+    version, see `newest`). Pure data; `LandedFiles` reads and writes it."""
 
     version: int
     committed_ms: int
     files: dict[str, frozenset[tuple[int, str]]]
-    digests: dict[str, frozenset[str]] = field(default_factory=dict)
+    newest: dict[str, str] = field(default_factory=dict)
 
     def text(self) -> str:
         files = {f: sorted([size, at] for size, at in seen) for f, seen in sorted(self.files.items())}
-        digests = {f: sorted(held) for f, held in sorted(self.digests.items())}
         return json.dumps({"version": self.version, "committed_ms": self.committed_ms, "files": files,
-                           "digests": digests}, sort_keys=True)
+                           "newest": dict(sorted(self.newest.items()))}, sort_keys=True)
 
     @staticmethod
     def parse(text: str) -> Landed | None:
         """The ledger in `text`, or None when it is not one (then bronze is read instead; so is it for a
-        ledger written before ledgers held digests)."""
+        ledger written before ledgers held each path's newest digest)."""
         try:
             doc = json.loads(text)
+            newest = doc["newest"]
+            if not all(isinstance(d, str) for d in newest.values()):
+                return None
             return Landed(int(doc["version"]), int(doc["committed_ms"]),
                           {str(f): frozenset((int(size), str(at)) for size, at in seen)
                            for f, seen in doc["files"].items()},
-                          {str(f): frozenset(str(d) for d in held) for f, held in doc["digests"].items()})
+                          {str(f): d for f, d in newest.items()})
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def plus(self, version: int, committed_ms: int, read: Iterable[tuple[str, int, str]],
-             held: Iterable[tuple[str, str]] = ()) -> Landed:
-        files, digests = dict(self.files), dict(self.digests)
+             loaded: Iterable[tuple[str, str]] = ()) -> Landed:
+        files, newest = dict(self.files), dict(self.newest)
         for name, size, at in read:
             files[name] = files.get(name, frozenset()) | {(size, at)}
-        for name, digest in held:
-            digests[name] = digests.get(name, frozenset()) | {digest}
-        return Landed(version, committed_ms, files, digests)
+        newest.update(loaded)
+        return Landed(version, committed_ms, files, newest)
 
 
 class LandedFiles:
@@ -227,22 +229,25 @@ class LandedFiles:
     def _from_bronze(self) -> Landed:
         held = delta_io.read_table(self.spark, self.settings, self.bronze)
         timed = "source_modified_at" in held.columns  # a table from before these columns: every file is read
-        columns = ["source_file", "source_sha256", *(["source_size", "source_modified_at"] if timed else [])]
+        columns = ["source_file", "source_sha256", "loaded_at",
+                   *(["source_size", "source_modified_at"] if timed else [])]
         files: dict[str, set[tuple[int, str]]] = {}
-        digests: dict[str, set[str]] = {}
+        newest: dict[str, tuple[datetime, str]] = {}
         for r in held.select(*columns).distinct().collect():
-            digests.setdefault(r.source_file, set()).add(r.source_sha256)
+            if r.source_file not in newest or newest[r.source_file][0] < r.loaded_at:
+                newest[r.source_file] = (r.loaded_at, r.source_sha256)
             if timed and r.source_size is not None and r.source_modified_at is not None:
                 files.setdefault(r.source_file, set()).add((int(r.source_size), _stamp(r.source_modified_at)))
         return Landed(-1, 0, {f: frozenset(seen) for f, seen in files.items()},
-                      {f: frozenset(held) for f, held in digests.items()})
+                      {f: digest for f, (_, digest) in newest.items()})
 
     def knows(self, source_file: str, size: int, modified: datetime) -> bool:
         return (int(size), _stamp(modified)) in self.ledger.files.get(source_file, frozenset())
 
     def holds(self, source_file: str, digest: str) -> bool:
-        """Bronze holds these bytes under this path already."""
-        return digest in self.ledger.digests.get(source_file, frozenset())
+        """These bytes are the newest version of this path bronze holds (bytes of an earlier version
+        landed again are a new delivery: they supersede the version after them)."""
+        return self.ledger.newest.get(source_file) == digest
 
     def note(self, read: Iterable[tuple[str, int, datetime]]) -> None:
         """Files `read_files` read this run (the next run need not read them again)."""
@@ -251,6 +256,10 @@ class LandedFiles:
     def note_loaded(self, loaded: Iterable[tuple[str, str]]) -> None:
         """(path, digest) of the files this run appends to bronze (`unseen` found them new)."""
         self.loaded += list(loaded)
+
+    def replaces(self) -> bool:
+        """Some file this run loads is a new version of a path bronze holds already."""
+        return any(name in self.ledger.newest for name, _ in self.loaded)
 
     def save(self) -> None:
         """After the job's bronze append (or with nothing appended): the ledger as of bronze's newest
@@ -264,9 +273,10 @@ class LandedFiles:
 
 
 def unseen(spark: SparkSession, files: DataFrame, landed: LandedFiles) -> DataFrame:
-    """Files whose (path, digest) bronze has not loaded yet (the same bytes landed again under the same
-    name, or touched without a change, are skipped), with their `source_sha256`; the new ones are noted
-    in `landed` for its save after the bronze append.
+    """Files whose bytes are not the newest version of their path bronze holds, with their
+    `source_sha256` (the same bytes landed again under the same name, or touched without a change, are
+    skipped; other bytes, even those of an earlier version, are a new version that supersedes the one
+    before it); the new ones are noted in `landed` for its save after the bronze append.
 
     The digests are compared with the ledger's (one collect of a row per file), not with bronze's rows.
     The files are cached: their bytes are read once for the digest and the records."""
@@ -321,29 +331,61 @@ def to_bronze(records: DataFrame, batch_id: str, files: DataFrame) -> DataFrame:
             .withColumn("loaded_at", F.lit(datetime.now(UTC)).cast("timestamp")))
 
 
-def batches_since(commits: list[tuple[int, str, str | None]], since: int, upto: int) -> list[str]:
-    """The batch ids of the bronze appends among `commits` (a table's history) in versions
-    (since, upto]. Compaction and other maintenance commits carry no batch, so they add nothing."""
-    return sorted(metadata.removeprefix("batch=") for version, _, metadata in commits
+FIRST_VERSIONS = ";first-versions"
+
+
+def batch_metadata(batch_id: str, landed: LandedFiles) -> str:
+    """The userMetadata of a bronze append: its batch, and whether every file it loads is the first
+    version of its path bronze holds (then `increment` need not look the paths' versions up)."""
+    return f"batch={batch_id}{FIRST_VERSIONS if not landed.replaces() else ''}"
+
+
+def batches_since(commits: list[tuple[int, str, str | None]], since: int, upto: int) -> list[tuple[str, bool]]:
+    """The batches of the bronze appends among `commits` (a table's history) in versions (since, upto],
+    each with whether it loaded only first versions of paths (`batch_metadata`; False when the commit
+    does not say). Compaction and other maintenance commits carry no batch, so they add nothing."""
+    return sorted((metadata.removeprefix("batch=").split(";")[0], metadata.endswith(FIRST_VERSIONS))
+                  for version, _, metadata in commits
                   if since < version <= upto and metadata and metadata.startswith("batch="))
+
+
+def newest(records: DataFrame, versions: DataFrame | None = None) -> DataFrame:
+    """The bronze records of each path's newest delivery: a path delivered again with other bytes (a
+    corrected export under the same name) supersedes every earlier version of it, whose records then
+    count for nothing, as if the earlier bytes had never landed. `versions` holds every version of
+    the paths (default: `records` do); the newest is the one loaded last."""
+    latest = (records if versions is None else versions).groupBy("source_file").agg(
+        F.max_by("batch_id", "loaded_at").alias("batch_id"))
+    return records.join(F.broadcast(latest) if versions is not None else latest, ["source_file", "batch_id"],
+                        "left_semi")
 
 
 @dataclass(frozen=True)
 class Increment:
     """What one run of an ingest job judges: the bronze records added since the job's marker (all of
-    bronze on a first build or after a contract change), and what the new marker will say."""
+    bronze on a first build or after a contract change), newest versions only (see `newest`), and
+    what the new marker will say."""
 
     records: DataFrame
-    catalog: DataFrame  # every bronze record up to `bronze_version` (for re-delivery look-ups)
+    catalog: DataFrame  # every bronze record up to `bronze_version`, every version (see `files`)
     full: bool
     marker: dict[str, Any]
     previous: dict[str, Any] | None
     batches: tuple[str, ...] = ()
+    # Paths of the increment whose earlier version bronze held before it: what that version put in
+    # silver and in the quarantine is judged again (`refresh`, `reconcile`).
+    replaced: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()  # every path of `records` (not on a full build)
 
     def describe(self) -> str:
         if self.full:
             return "all of bronze (first build, or the contracts changed)"
-        return f"{len(self.batches)} new bronze batch(es)"
+        again = f", {len(self.replaced)} of them replacing an earlier version" if self.replaced else ""
+        return f"{len(self.batches)} new bronze batch(es){again}"
+
+    def files(self, names: Iterable[str]) -> DataFrame:
+        """The records of these landed files as bronze holds them now (each path's newest version)."""
+        return newest(self.catalog.where(F.col("source_file").isin(sorted(set(names)))))
 
 
 def increment(spark: SparkSession, settings: Settings, job: str, bronze: str, silver: str,
@@ -353,7 +395,8 @@ def increment(spark: SparkSession, settings: Settings, job: str, bronze: str, si
 
     The marker is JSON in the userMetadata of the job's last commit on `silver`; commits of
     maintenance (OPTIMIZE, VACUUM, properties) are skipped when looking for it and never count as
-    new data."""
+    new data. The versions of the new batches' paths are looked up by path (Delta skips the bronze
+    files whose statistics exclude them), so the look-up costs the increment's files."""
     commits = delta_io.history(spark, settings, bronze)  # read once: versions, data version, batches
     bronze_version = delta_io.data_version_of(commits)
     if bronze_version is None:
@@ -361,22 +404,80 @@ def increment(spark: SparkSession, settings: Settings, job: str, bronze: str, si
     marker = {"job": job, "bronze": bronze_version, "contracts": contracts_fingerprint, **(inputs or {})}
     previous = delta_io.last_marker(spark, settings, silver, job)
     full = previous is None or previous.get("contracts") != contracts_fingerprint
-    batches = [] if full else batches_since(commits, int(previous["bronze"]), bronze_version)  # type: ignore[index]
+    landed = [] if full else batches_since(commits, int(previous["bronze"]), bronze_version)  # type: ignore[index]
+    batches = [batch for batch, _ in landed]
     moved = any((previous or {}).get(name) != version for name, version in (inputs or {}).items())
     if not full and not batches and not moved:
         return None
     catalog = delta_io.read_table(spark, settings, bronze, version=commits[0][0])
     if full:
-        return Increment(catalog, catalog, True, marker, previous)
-    records = catalog.where(F.col("batch_id").isin(batches)) if batches else catalog.limit(0)
-    return Increment(records, catalog, False, marker, previous, tuple(batches))
+        return Increment(newest(catalog), catalog, True, marker, previous)
+    if not batches:
+        return Increment(catalog.limit(0), catalog, False, marker, previous)
+    added = catalog.where(F.col("batch_id").isin(batches))
+    if all(first for _, first in landed):
+        # Batches of first versions only: no path of theirs has another version, nothing to look up.
+        return Increment(added, catalog, False, marker, previous, tuple(batches))
+    paths = sorted(r[0] for r in added.select("source_file").distinct().collect())
+    held = (catalog.where(F.col("source_file").isin(paths)).groupBy("source_file")
+            .agg(F.max_by("batch_id", "loaded_at").alias("batch_id"), F.count_distinct("batch_id").alias("versions"))
+            .collect())
+    latest = spark.createDataFrame([(r.source_file, r.batch_id) for r in held], "source_file string, batch_id string")
+    records = added.join(F.broadcast(latest), ["source_file", "batch_id"], "left_semi")
+    replaced = tuple(sorted(r.source_file for r in held if r.versions > 1))
+    return Increment(records, catalog, False, marker, previous, tuple(batches), replaced, tuple(paths))
+
+
+def refresh(spark: SparkSession, settings: Settings, step: Increment,
+            targets: Iterable[str]) -> tuple[list[str], DataFrame | None]:
+    """What a replaced file (`step.replaced`) reopens besides itself: the files whose records lost a
+    key to a record of its earlier version (quarantined as duplicate_of:<that file>:<record>, for
+    one of `targets`), to be judged again whole, since the key may be theirs again; and the
+    quarantine keys of the replaced and reopened files' records, each of which the run quarantines
+    again or releases (`released`). Nothing to do (no file replaced): ([], None).
+
+    The losers are read from the quarantine as the job's last finished run left it (the version its
+    marker names, `quarantine`), so a run that crashed after releasing them is repeated whole."""
+    if not step.replaced or not delta_io.table_exists(spark, settings, QUARANTINE):
+        return [], None
+    now = delta_io.table_version(spark, settings, QUARANTINE)
+    left = (step.previous or {}).get("quarantine")
+
+    def mine(version: int | None) -> DataFrame:
+        return delta_io.read_table(spark, settings, QUARANTINE, version=version).where(
+            F.col("target_table").isin(*targets))
+
+    lost = reduce(lambda a, b: a | b, [F.col("rule").startswith(f"duplicate_of:{name}:") for name in step.replaced])
+    reopened = sorted(r[0] for r in mine(now if left is None else int(left)).where(lost)
+                      .select("source_file").distinct().collect() if r[0] not in step.replaced)
+    stale = mine(now).where(F.col("source_file").isin(*step.replaced, *reopened)).select(*QUARANTINE_KEY)
+    return reopened, stale
+
+
+QUARANTINE_KEY = ["target_table", "source_file", "section", "record_no"]
+
+
+def released(stale: DataFrame | None, quarantined: DataFrame) -> DataFrame | None:
+    """The `stale` quarantine keys (from `refresh`) this run does not quarantine again."""
+    return None if stale is None else stale.join(quarantined.select(*QUARANTINE_KEY), QUARANTINE_KEY, "left_anti")
+
+
+def with_reopened(step: Increment, reopened: list[str]) -> DataFrame:
+    """The increment's records and those of the `reopened` files (from `refresh`), each file once (the
+    increment holds whole files: the newest versions of its paths)."""
+    more = [name for name in reopened if name not in step.paths]
+    return step.records.unionByName(step.files(more).select(*step.records.columns)) if more else step.records
 
 
 def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: DataFrame, key: list[str],
               columns: list[str], reparse: Callable[[list[str]], DataFrame], full: bool,
-              narrow: tuple[str, ...] | None = None) -> tuple[DataFrame, DataFrame]:
+              narrow: tuple[str, ...] | None = None,
+              replaced: tuple[str, ...] = ()) -> tuple[DataFrame, DataFrame, DataFrame | None]:
     """Judge new candidate rows (with `rule`) against the silver table: the winners to merge (one
-    per key, `columns` kept) and every rejected row (with its rule).
+    per key, `columns` kept), every rejected row (with its rule), and the keys of silver rows to
+    delete (None when there are none to look for): rows an earlier version of a `replaced` file put
+    there whose key no candidate wins now (the candidates hold the replaced files' newest versions
+    and the files that lost a key to them, see `refresh`).
 
     The rule is the full rebuild's, "latest delivery wins": the good rows of the increment compete
     with the records that won each of their keys so far. Those are found through silver's
@@ -405,7 +506,19 @@ def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: 
             pool = good.unionByName(earlier.select(*good.columns))
     winners, losers = latest_wins(pool, key)
     rejected = candidates.where(F.col("rule").isNotNull()).unionByName(losers)
-    return winners.select(*columns), rejected
+    kept = winners.select(*columns)
+    gone = None
+    if replaced and not full and delta_io.table_exists(spark, settings, silver):
+        # Built on `kept`, so that once the job caches it this look-up reads the cache (`materialized`).
+        gone = (delta_io.read_table(spark, settings, silver).where(F.col("source_file").isin(*replaced))
+                .select(*key).join(kept.select(*key), key, "left_anti"))
+    return kept, rejected, gone
+
+
+def materialized(spark: SparkSession, rows: DataFrame | None) -> DataFrame | None:
+    """A small result (keys to delete) computed once, so the merge that uses it (which reads its source
+    more than once) does not run its plan again: None stays None."""
+    return None if rows is None else spark.createDataFrame(rows.collect(), rows.schema)
 
 
 def first_failed_rule(*rules: tuple[str, Column]) -> Column:
@@ -445,6 +558,7 @@ def write_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame, c
                      release: DataFrame | None = None) -> None:
     """Merge rejected records into ops.quarantine, and delete the `release`d ones (records judged
     again that now reach silver), in one commit; with nothing to do, only make sure it exists."""
+    release = materialized(spark, release)
     if count == 0 and (release is None or release.isEmpty()) and delta_io.table_exists(spark, settings, QUARANTINE):
         return
     delta_io.merge(spark, settings, QUARANTINE, rows.dropDuplicates(
@@ -534,6 +648,8 @@ def redelivered(records: DataFrame, scope: Column, catalog: DataFrame | None = N
 
     The original is the copy loaded first, then the first by name. A re-delivered file adds
     nothing: each of its records is a duplicate of the original's record with the same number.
+    A version a path no longer has (superseded by newer bytes under its name, see `newest`) is no
+    original: only each path's newest version in `catalog` counts.
     """
     delivered = records
     if catalog is not None:
@@ -541,8 +657,14 @@ def redelivered(records: DataFrame, scope: Column, catalog: DataFrame | None = N
         # their originals: the other bronze records are left out before anything is grouped.
         shas = records.select("source_sha256").distinct()
         delivered = catalog.join(F.broadcast(shas), "source_sha256", "left_semi")
-    files = delivered.groupBy("source_file", "source_sha256", scope.alias("_scope")).agg(
-        F.min("loaded_at").alias("_loaded_at"))
+    versioned = [] if catalog is None else ["batch_id"]
+    files = delivered.groupBy("source_file", "source_sha256", *versioned, scope.alias("_scope")).agg(
+        F.min("loaded_at").alias("loaded_at"))
+    if catalog is not None:
+        # Every version of the paths found (a few files), to keep each path's newest only.
+        held = catalog.join(F.broadcast(files.select("source_file").distinct()), "source_file", "left_semi")
+        files = newest(files, held)
+    files = files.withColumnRenamed("loaded_at", "_loaded_at")
     order = Window.partitionBy("source_sha256", "_scope").orderBy("_loaded_at", "source_file")
     return (files.withColumn("original_file", F.first("source_file").over(order))
             .where(F.col("source_file") != F.col("original_file"))
@@ -555,7 +677,10 @@ def split_redeliveries(records: DataFrame, scope: Column,
     duplicate_of:<original file>:<record>, which come before any other rule: the original's
     record has already been judged. `catalog` is every record delivered so far (bronze), when
     `records` is only the newest batches: their files are compared with every earlier delivery."""
-    copies = redelivered(records, scope, catalog)
+    # One row per re-delivered file: computed once here, so the many uses of the split below (gates,
+    # counts, merges) do not run the look-up in bronze again.
+    found = redelivered(records, scope, catalog)
+    copies = records.sparkSession.createDataFrame(found.collect(), "source_file string, original_file string")
     marked = records.join(F.broadcast(copies), ["source_file"], "left")
     rule = F.concat(F.lit("duplicate_of:"), F.col("original_file"), F.lit(":"), F.col("record_no"))
     originals = marked.where(F.col("original_file").isNull()).drop("original_file")

@@ -5,10 +5,13 @@ duplicates across files, truncated and mistyped records) is delivered in steps t
 arrives in real life, in five landings: manifests in uploads, predictions of a run before the
 ground truth of the same captures, the ground truth later, a run that grows capture by capture, a
 second model run, a manifest re-delivered under another name, and a corrected manifest line (a
-capture sent again with another duration and one subject fewer). Between two landings the
+capture sent again with another duration and one subject fewer); then, in a sixth landing,
+corrected versions of four files delivered again under their names (`corrections`), each of which
+supersedes what its first version put in silver and in the quarantine. Between two landings the
 maintenance job compacts every table. After each landing the jobs run as the pipeline runs them.
 At the end every silver and gold table equals, row for row, the tables of a lake built from
-scratch on the same files, and a rerun with nothing new commits nothing anywhere.
+scratch on the same files (their final versions: it never saw the first ones), and a rerun with
+nothing new commits nothing anywhere.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ SILVER_GOLD = ["silver.captures", "silver.subjects", "silver.frames", "silver.an
 # Differ between two lakes by design (when a batch ran), not by content.
 RUN_COLUMNS = {"batch_id", "loaded_at"}
 ANN = "annotations/{kind}/label_batch=gen/capture_id=gen-0000{n}"
+FIX = "manifests/upload-004-fix.jsonl"
+DETECTIONS = "predictions/run_id=person-v1/capture_id=gen-00002/detections.jsonl"
+PART2 = "predictions/run_id=person-v1/capture_id=gen-00002/detections-part2.jsonl"
+GT = ANN.format(kind="mot", n=1) + "/gt.txt"
+COCO = ANN.format(kind="coco", n=0) + "/instances.json"
 STEPS: list[list[str]] = [
     # 1: two uploads, the ground truth of captures 0 and 1, and person-v1's output of captures 0 to 3
     # (the ground truth of 2 and 3 has not arrived: their predictions wait in quarantine)
@@ -51,6 +59,9 @@ STEPS: list[list[str]] = [
     # 5: a corrected manifest line (written by the test, see `corrected_line`) and a second model
     # run on every capture
     ["manifests/upload-004-fix.jsonl", "predictions/run_id=person-v2"],
+    # 6: four files delivered again under their names with other bytes (see `corrections`); the
+    # landings before delivered their first versions
+    [FIX, DETECTIONS, GT, COCO],
 ]
 
 
@@ -65,7 +76,43 @@ def corrected_line(source: Path) -> None:
     raise AssertionError("the generated first upload has no gen-00001 line with subjects")
 
 
-def deliver(source: Path, lake: Settings, paths: list[str]) -> None:
+def corrections(source: Path, first: Path) -> None:
+    """Keep the first version of each file of the last step in `first` and write its corrected
+    version in `source`:
+    - upload-004-fix.jsonl corrects gen-00003 (a longer duration) instead of gen-00001, whose
+      line from upload-002 (which lost to the first version) is the one to keep again;
+    - person-v1's detections of gen-00002 lose their last four lines (three of which
+      detections-part2.jsonl also holds: those lost to them and must reach silver now; the fourth
+      goes for good) and their first line's score changes (another prediction id);
+    - the MOT ground truth of gen-00001 loses its last frame and moves one box;
+    - the COCO export of gen-00000 loses its last image with its annotations and moves one box."""
+    for path in STEPS[-1]:
+        (first / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / path, first / path)
+    line = next(json.loads(t) for t in (source / "manifests" / "upload-002.jsonl").read_text().splitlines()
+                if '"gen-00003"' in t)
+    (source / FIX).write_text(json.dumps({**line, "duration_s": float(line["duration_s"]) + 0.5}) + "\n")
+    lines = (source / DETECTIONS).read_text().splitlines()
+    copied = set((source / PART2).read_text().splitlines())
+    assert copied and lines[-len(copied):] == [t for t in lines if t in copied], "part2 copies the last lines"
+    head = json.loads(lines[0])
+    (source / DETECTIONS).write_text("\n".join([json.dumps({**head, "score": round(head["score"] / 2, 4)}),
+                                               *lines[1:-len(copied) - 1]]) + "\n")
+    rows = [t.split(",") for t in (source / GT).read_text().splitlines() if t.strip()]
+    last = max(int(r[0]) for r in rows)
+    rows[0][2] = f"{float(rows[0][2]) + 3:.2f}"
+    (source / GT).write_text("".join(",".join(r) + "\n" for r in rows if int(r[0]) != last))
+    doc = json.loads((source / COCO).read_text())
+    gone = doc["images"][-1]["id"]
+    doc["images"] = doc["images"][:-1]
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] != gone]
+    doc["annotations"][0]["bbox"][0] += 2
+    (source / COCO).write_text(json.dumps(doc))
+
+
+def deliver(source: Path, lake: Settings, paths: list[str], first: Path | None = None) -> None:
+    """Copy `paths` (files or folders) from `source` to the landing zone, the first version of a file
+    where `first` holds one."""
     for path in paths:
         src, dst = source / path, Path(lake.landing_root) / path
         if src.is_dir():
@@ -73,6 +120,10 @@ def deliver(source: Path, lake: Settings, paths: list[str]) -> None:
         else:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
+        if first is not None:
+            for older in (first / path).rglob("*") if (first / path).is_dir() else [first / path]:
+                if older.is_file():
+                    shutil.copyfile(older, Path(lake.landing_root) / older.relative_to(first))
 
 
 def run_jobs(spark, lake: Settings, progress=ingest.silent) -> None:  # type: ignore[no-untyped-def]
@@ -107,6 +158,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("incremental-source")
     generate(root, captures=6, seed=3, defect_rate=0.05)
     corrected_line(root)
+    corrections(root, root.parent / f"{root.name}-first")
     delivered = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
                        and p.name not in ("ledger.jsonl", "truth.json"))
     planned = [p for step in STEPS for p in step]
@@ -119,8 +171,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def incremental(spark, settings: Settings, source: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("incremental")
     lake = settings.with_overrides(lake_root=str(root / "lake"), landing_root=str(root / "landing"))
+    first = source.parent / f"{source.name}-first"
     for number, step in enumerate(STEPS, 1):
-        deliver(source, lake, step)
+        deliver(source, lake, step, None if number == len(STEPS) else first)
         run_jobs(spark, lake)
         if number == 2:
             # Compaction between two landings changes no row, so nothing downstream may run again.
@@ -151,14 +204,33 @@ def test_landing_by_landing_equals_a_build_from_scratch(spark, source, increment
     for table in SILVER_GOLD:
         assert got[table] == want[table], table
     assert quarantined(spark, incremental) == quarantined(spark, from_scratch)
-    # The correction won in both: its line, and one subject fewer than the first upload gave gen-00001.
-    fixed = [r for r in want["silver.captures"] if r["capture_id"] == "gen-00001"]
-    assert [(r["source_file"], r["line_number"]) for r in fixed] == [("manifests/upload-004-fix.jsonl", 1)]
-    first = json.loads(next(line for line in (source / "manifests" / "upload-001.jsonl").read_text().splitlines()
-                            if '"gen-00001"' in line))
+    # The corrected upload-004-fix.jsonl holds gen-00003 only: gen-00001 is upload-002's line again,
+    # with every subject it lists (the first version of the fix had dropped one).
+    won = {r["capture_id"]: (r["source_file"], r["line_number"]) for r in want["silver.captures"]}
+    assert (won["gen-00001"], won["gen-00003"]) == (("manifests/upload-002.jsonl", 1), (FIX, 1))
+    sent = json.loads(next(line for line in (source / "manifests" / "upload-002.jsonl").read_text().splitlines()
+                           if '"gen-00001"' in line))
     subjects = sorted(r["subject_id"] for r in want["silver.subjects"] if r["capture_id"] == "gen-00001")
-    assert subjects == sorted(s["subject_id"] for s in first["subjects"][:-1])
+    assert subjects == sorted(s["subject_id"] for s in sent["subjects"])
+    # The detections detections.jsonl no longer holds are detections-part2.jsonl's now.
+    assert sorted(r["record_no"] for r in want["silver.predictions"] if r["source_file"] == PART2) == [1, 2, 3]
     assert {r["run_id"] for r in want["gold.detection_metrics"]} == {"person-v1", "person-v2"}
+
+
+def test_a_corrected_file_supersedes_its_first_version(spark, source, incremental) -> None:  # type: ignore[no-untyped-def]
+    """What only the first versions held is gone from silver and from the quarantine (the equality
+    above shows it too; this names what it is)."""
+    first = source.parent / f"{source.name}-first"
+    kept = len((first / DETECTIONS).read_text().splitlines())
+    predictions = delta_io.read_table(spark, incremental, "silver.predictions").where(
+        f"source_file = '{DETECTIONS}'").collect()
+    assert max(r.record_no for r in predictions) < kept - 3
+    frames = delta_io.read_table(spark, incremental, "silver.frames").where("capture_id = 'gen-00001'").collect()
+    last = max(int(t.split(",")[0]) for t in (source / GT).read_text().splitlines() if t.strip())
+    assert max(r.frame_index for r in frames) == last
+    stale = delta_io.read_table(spark, incremental, "ops.quarantine").where(
+        f"source_file in ('{DETECTIONS}', '{GT}', '{COCO}', '{FIX}')").collect()
+    assert all(r.batch_id == stale[0].batch_id for r in stale)  # each judged in the last run, if at all
 
 
 def test_a_rerun_with_nothing_new_commits_nothing(spark, incremental) -> None:  # type: ignore[no-untyped-def]

@@ -269,7 +269,7 @@ def test_the_landing_listing_skips_files_bronze_holds_and_reads_new_or_touched_o
     landed.save()
     ledger = (tmp_path / "lake" / "_landed" / "bronze.captures.json").read_text()
     assert "manifests/a.jsonl" in ledger and '"capture_id"' not in ledger  # names, sizes, times, digests only
-    assert sorted(json.loads(ledger)["digests"]) == ["manifests/a.jsonl", "manifests/b%20c.jsonl"]
+    assert sorted(json.loads(ledger)["newest"]) == ["manifests/a.jsonl", "manifests/b%20c.jsonl"]
     current = LandedFiles(spark, lake, "bronze.captures")
     assert current.trusted and listed(current) == []
 
@@ -293,6 +293,27 @@ def test_the_landing_listing_skips_files_bronze_holds_and_reads_new_or_touched_o
     fresh = read_files(spark, lake, "manifests", "*.jsonl", landed=stale)
     assert [r.source_file for r in unseen(spark, fresh, stale).collect()] == ["manifests/new.jsonl"]
 
+    # A corrected a.jsonl, then the first bytes again: each is a new version, since each differs
+    # from the newest version bronze holds (the first bytes supersede the correction).
+    import hashlib
+
+    versions = ['{"capture_id": "a", "fps": 25}\n', '{"capture_id": "a"}\n']
+    for text, want in zip(versions, [["manifests/a.jsonl", "manifests/new.jsonl"], ["manifests/a.jsonl"]], strict=True):
+        (folder / "a.jsonl").write_text(text)
+        landed = LandedFiles(spark, lake, "bronze.captures")
+        found = unseen(spark, read_files(spark, lake, "manifests", "*.jsonl", landed=landed), landed).cache()
+        assert sorted(r.source_file for r in found.collect()) == want
+        delta_io.append(spark, lake, "bronze.captures", to_bronze(found.select(
+            "source_file", "source_sha256", F.lit(1).cast("long").alias("line_number"),
+            F.col("value").alias("payload")), new_batch_id(), found))
+        landed.save()
+    # Read from bronze's rows (after another commit), the newest version is the one loaded last.
+    spark.sql(f"alter table delta.`{path}` set tblproperties ('scenelake.test' = 'again')")
+    rebuilt = LandedFiles(spark, lake, "bronze.captures")
+    digest = [hashlib.sha256(t.encode()).hexdigest() for t in versions]
+    assert not rebuilt.trusted and (rebuilt.holds("manifests/a.jsonl", digest[1]),
+                                    rebuilt.holds("manifests/a.jsonl", digest[0])) == (True, False)
+
 
 def test_a_blank_or_unreadable_export_is_one_file_record_with_its_rule(spark) -> None:  # type: ignore[no-untyped-def]
     from scenelake.ingest import file_failures
@@ -311,11 +332,14 @@ def test_the_landed_file_ledger_round_trips_and_a_damaged_one_is_not_trusted() -
         ("manifests/a.jsonl", 20, "2026-12-01T10:00:00"), ("manifests/a.jsonl", 21, "2026-12-02T10:00:00"),
         ("manifests/b.jsonl", 7, "2026-12-01T10:00:00")], [("manifests/a.jsonl", "d1"), ("manifests/a.jsonl", "d2")])
     assert Landed.parse(ledger.text()) == ledger
-    assert ledger.digests == {"manifests/a.jsonl": {"d1", "d2"}}
-    # A ledger from before digests is not trusted: bronze is read once instead.
+    assert ledger.newest == {"manifests/a.jsonl": "d2"}  # the version loaded last
+    # A ledger from before it kept each path's newest digest is not trusted: bronze is read once instead.
     before = json.loads(ledger.text())
-    del before["digests"]
+    del before["newest"]
     assert Landed.parse(json.dumps(before)) is None
+    before["digests"] = {"manifests/a.jsonl": ["d1", "d2"]}
+    assert Landed.parse(json.dumps(before)) is None
+    assert Landed.parse(json.dumps({**before, "newest": {"manifests/a.jsonl": ["d1", "d2"]}})) is None
     assert (ledger.version, ledger.committed_ms) == (4, 1_700_000_000_500)
     assert ledger.files["manifests/a.jsonl"] == {(20, "2026-12-01T10:00:00"), (21, "2026-12-02T10:00:00")}
     assert [Landed.parse(t) for t in ("", "{", '{"version": 1}', '{"version": 1, "committed_ms": 2, "files": 3}')] == [
