@@ -261,11 +261,11 @@ def on_lost_frames(spark: SparkSession, settings: Settings, step: ingest.Increme
             or not delta_io.table_exists(spark, settings, PREDICTIONS)):
         return None
     frame = ["capture_id", "frame_index"]
+    changed = delta_io.changed_keys(spark, settings, FRAMES, int(before), frames_version, frame, ("delete",))
+    if changed == []:  # no frame deleted (the usual case): nothing else is read
+        return None
     now = delta_io.read_table(spark, settings, FRAMES).select(*frame)
     held = delta_io.read_table(spark, settings, PREDICTIONS)
-    changed = delta_io.changed_keys(spark, settings, FRAMES, int(before), frames_version, frame)
-    if changed == []:
-        return None
     if changed is None:
         lost = held.join(now, frame, "left_anti")
     else:

@@ -110,9 +110,10 @@ def marker_text(marker: dict[str, Any]) -> str:
 
 
 def changed_keys(spark: SparkSession, settings: Settings, name: str, since: int, upto: int,
-                 columns: list[str]) -> list[tuple[Any, ...]] | None:
-    """The distinct `columns` of every row inserted, updated or deleted in versions (since, upto],
-    from the table's Change Data Feed (maintenance commits change no row, so they add nothing).
+                 columns: list[str], changes: tuple[str, ...] = ()) -> list[tuple[Any, ...]] | None:
+    """The distinct `columns` of every row inserted, updated or deleted (or only of the `changes`
+    named, such as `delete`) in versions (since, upto], from the table's Change Data Feed
+    (maintenance commits change no row, so they add nothing).
     None when the feed cannot say: it was off for some of those versions, or VACUUM removed
     their files; the caller then takes the whole table as changed."""
     if upto <= since:
@@ -121,6 +122,7 @@ def changed_keys(spark: SparkSession, settings: Settings, name: str, since: int,
     try:
         rows = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", since + 1)
                 .option("endingVersion", upto).load(settings.table_path(layer, table))
+                .where(F.col("_change_type").isin(*changes) if changes else F.lit(True))
                 .select(*columns).distinct().collect())
     except Exception as exc:  # noqa: BLE001 - any failure to read the feed means "unknown": recompute all
         print(f"[delta_io] change feed of {name} unreadable for versions {since + 1}..{upto}: "

@@ -120,8 +120,8 @@ LABELLING: Delivery = {
         lambda spark, lake: coco_export(lake, "negative", negative_sizes), "ops.quarantine",
         "file_mostly_quarantined"),
 }
-# Frames are keyed by (capture, frame): a corrected export under the same name cannot take back the
-# frames the broken one added, so this batch is stopped last, on the lake the others left.
+# Stopped on its own, on the lake the other batches left (its corrected export supersedes the
+# broken one, as every corrected file does: scenelake.ingest.newest).
 FAR: Delivery = {
     "labelling export for frames past the end of the capture": (
         lambda spark, lake: coco_export(lake, "far", far_frames), "silver.frames", "frame_index_within_capture"),
