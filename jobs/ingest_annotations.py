@@ -280,8 +280,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     ingest.write_quarantine(spark, settings, rejected, quarantined, ingest.released(stale, rejected))
     ingest.crash_point("annotations:after_quarantine")
     clock.lap(f"{quarantined} record(s) quarantined")
-    # The quarantine as this run leaves it: the next run's `refresh` reads the records it holds then.
-    done = {**step.marker, "quarantine": delta_io.table_version(spark, settings, QUARANTINE)}
+    done = step.finished(spark, settings)
     marker = delta_io.marker_text(done)
     delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=marker, delete_missing=step.full,
                    delete=gone_frames)

@@ -233,8 +233,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     ingest.write_quarantine(spark, settings, quarantine, quarantined, ingest.released(stale, quarantine))
     ingest.crash_point("captures:after_quarantine")
     clock.lap(f"{quarantined} line(s) quarantined")
-    # The quarantine as this run leaves it: the next run's `refresh` reads the records it holds then.
-    done = {**step.marker, "quarantine": delta_io.table_version(spark, settings, QUARANTINE)}
+    done = step.finished(spark, settings)
     marker = delta_io.marker_text(done)
     dropped = None
     if not step.full and delta_io.table_exists(spark, settings, SUBJECTS):

@@ -246,8 +246,8 @@ def rechecks(spark: SparkSession, settings: Settings, step: ingest.Increment, ve
                .where((F.col("target_table") == PREDICTIONS) & F.col("rule").isin(*RECHECKED_RULES))
                .select("source_file", "record_no"))
     # Of the files' newest versions (a record of a superseded version waits for nothing).
-    held = step.catalog.join(F.broadcast(waiting.select("source_file").distinct()), "source_file", "left_semi")
-    return ingest.newest(held).join(waiting, ["source_file", "record_no"], "left_semi")
+    return ingest.newest(ingest.versions_of(step.catalog, waiting)).join(waiting, ["source_file", "record_no"],
+                                                                         "left_semi")
 
 
 def on_lost_frames(spark: SparkSession, settings: Settings, step: ingest.Increment,
@@ -364,7 +364,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     ingest.write_quarantine(spark, settings, quarantine, quarantined, release)
     ingest.crash_point("predictions:after_quarantine")
     clock.lap(f"{quarantined} record(s) quarantined")
-    marker = {**step.marker, "quarantine": delta_io.table_version(spark, settings, QUARANTINE)}
+    marker = step.finished(spark, settings)
     if runs_moved:
         delta_io.merge(spark, settings, RUNS, runs, commit_metadata=delta_io.marker_text(marker))
     ingest.crash_point("predictions:after_runs")

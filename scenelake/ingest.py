@@ -387,6 +387,16 @@ class Increment:
         """The records of these landed files as bronze holds them now (each path's newest version)."""
         return newest(self.catalog.where(F.col("source_file").isin(sorted(set(names)))))
 
+    def finished(self, spark: SparkSession, settings: Settings) -> dict[str, Any]:
+        """The marker of a run past its quarantine write: the quarantine as it leaves it, from which the
+        next run's `refresh` (and the predictions' re-checks) read the records it holds then."""
+        return {**self.marker, "quarantine": delta_io.table_version(spark, settings, QUARANTINE)}
+
+
+def versions_of(catalog: DataFrame, paths: DataFrame) -> DataFrame:
+    """Every version bronze (`catalog`) holds of the `paths` (a `source_file` column of a few files)."""
+    return catalog.join(F.broadcast(paths.select("source_file").distinct()), "source_file", "left_semi")
+
 
 def increment(spark: SparkSession, settings: Settings, job: str, bronze: str, silver: str,
               contracts_fingerprint: str, inputs: dict[str, Any] | None = None) -> Increment | None:
@@ -518,7 +528,13 @@ def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: 
 def materialized(spark: SparkSession, rows: DataFrame | None) -> DataFrame | None:
     """A small result (keys to delete) computed once, so the merge that uses it (which reads its source
     more than once) does not run its plan again: None stays None."""
-    return None if rows is None else spark.createDataFrame(rows.collect(), rows.schema)
+    return None if rows is None else spark_materialized(rows)
+
+
+def spark_materialized(rows: DataFrame) -> DataFrame:
+    """`rows` (a small result) collected once and held by the driver: later plans use the rows, not
+    the plan that computed them."""
+    return rows.sparkSession.createDataFrame(rows.collect(), rows.schema)
 
 
 def first_failed_rule(*rules: tuple[str, Column]) -> Column:
@@ -661,9 +677,7 @@ def redelivered(records: DataFrame, scope: Column, catalog: DataFrame | None = N
     files = delivered.groupBy("source_file", "source_sha256", *versioned, scope.alias("_scope")).agg(
         F.min("loaded_at").alias("loaded_at"))
     if catalog is not None:
-        # Every version of the paths found (a few files), to keep each path's newest only.
-        held = catalog.join(F.broadcast(files.select("source_file").distinct()), "source_file", "left_semi")
-        files = newest(files, held)
+        files = newest(files, versions_of(catalog, files))  # each path's newest version only
     files = files.withColumnRenamed("loaded_at", "_loaded_at")
     order = Window.partitionBy("source_sha256", "_scope").orderBy("_loaded_at", "source_file")
     return (files.withColumn("original_file", F.first("source_file").over(order))
@@ -679,8 +693,7 @@ def split_redeliveries(records: DataFrame, scope: Column,
     `records` is only the newest batches: their files are compared with every earlier delivery."""
     # One row per re-delivered file: computed once here, so the many uses of the split below (gates,
     # counts, merges) do not run the look-up in bronze again.
-    found = redelivered(records, scope, catalog)
-    copies = records.sparkSession.createDataFrame(found.collect(), "source_file string, original_file string")
+    copies = spark_materialized(redelivered(records, scope, catalog))
     marked = records.join(F.broadcast(copies), ["source_file"], "left")
     rule = F.concat(F.lit("duplicate_of:"), F.col("original_file"), F.lit(":"), F.col("record_no"))
     originals = marked.where(F.col("original_file").isNull()).drop("original_file")
