@@ -12,7 +12,7 @@ REPORT_DIR ?= reports
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
-.PHONY: help setup run test test-long test-all test-unit test-integration trino-up trino-down trino-status \
+.PHONY: help setup setup-cluster run test test-long test-all test-unit test-integration trino-up trino-down trino-status \
         lint clean submit report
 
 help: ## List the targets
@@ -21,6 +21,9 @@ help: ## List the targets
 
 setup: ## Install everything (venv, Delta jars, Trino) once; later runs download nothing
 	@$(PYTHON) provision/setup.py
+
+setup-cluster: setup ## Also the local cluster's parts (S3A jars, SeaweedFS built with Go), once
+	@$(PYTHON) provision/setup.py --cluster
 
 run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeline, print the tables from Trino
 	@$(SCENELAKE) trino up
@@ -32,7 +35,7 @@ run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeli
 	@echo; $(SCENELAKE) connect-info
 	@echo "Stop Trino with: make trino-down"
 
-test: setup ## The suite CI runs: unit and integration tests against real Spark, Delta, Trino and GE
+test: setup-cluster ## The suite CI runs: unit and integration tests against real Spark, Delta, Trino and GE
 	@$(BIN)/pytest $(XDIST) -m "not long"
 
 test-long: setup ## The long end-to-end scenarios (crash safety, incremental = from scratch), tens of minutes

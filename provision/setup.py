@@ -273,6 +273,83 @@ def setup_trino_cli(pins: dict[str, str]) -> None:
     write_stamp("trino-cli", version)
 
 
+S3_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>scenelake</groupId>
+  <artifactId>s3-jars</artifactId>
+  <version>1</version>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.hadoop</groupId>
+      <artifactId>hadoop-aws</artifactId>
+      <version>{version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+def spark_hadoop_version() -> str:
+    """The Hadoop version pyspark ships (its hadoop-client-api jar): hadoop-aws must be the same."""
+    jars = sorted((VENV / "lib").glob("python3*/site-packages/pyspark/jars/hadoop-client-api-*.jar"))
+    if not jars:
+        raise ProvisionError(f"pyspark is not installed in {VENV}: run `make setup` first")
+    return jars[0].name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+
+
+def setup_s3_jars(pins: dict[str, str]) -> None:
+    """S3A for Spark (hadoop-aws and the AWS SDK bundle it names) into .cache/s3-jars, for the profiles
+    whose lake is on object storage (scenelake.spark.s3_conf puts them on the class path)."""
+    version = pins["HADOOP_AWS_VERSION"]
+    shipped = spark_hadoop_version()
+    if version != shipped:
+        raise ProvisionError(f"HADOOP_AWS_VERSION={version} in versions.env, but pyspark ships Hadoop {shipped}: "
+                             "S3A only works with its own Hadoop, set HADOOP_AWS_VERSION to that")
+    target = CACHE / "s3-jars"
+    if stamp_ok("s3-jars", version) and any(target.glob("hadoop-aws-*.jar")):
+        log(f"S3A jars up to date ({target})")
+        return
+    mvn = require_tool("mvn", "apt-get install maven")
+    log(f"resolving org.apache.hadoop:hadoop-aws:{version} and the AWS SDK bundle with Maven into {target} "
+        "(about 650 MB, once)")
+    pom = CACHE / "s3-jars.pom.xml"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    pom.write_text(S3_POM.format(version=version))
+    shutil.rmtree(target, ignore_errors=True)
+    run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
+                f"-DoutputDirectory={target}", "-DincludeScope=runtime"],
+               "maven-s3.log", "resolving the S3A jars", maven_hint)
+    dropped = drop_jars_spark_ships(target)
+    log(f"kept {len(list(target.glob('*.jar')))} S3A jars; dropped {dropped} that Spark already ships")
+    write_stamp("s3-jars", version)
+
+
+def setup_seaweedfs(pins: dict[str, str]) -> None:
+    """The local cluster's object store: SeaweedFS's `weed`, built from its Go module (the module
+    proxy serves its source; no binary release is fetched) into .cache/bin/weed."""
+    module, version = pins["SEAWEEDFS_MODULE"], pins["SEAWEEDFS_VERSION"]
+    target = CACHE / "bin" / "weed"
+    if stamp_ok("seaweedfs", f"{module}@{version}") and target.exists():
+        log(f"SeaweedFS up to date ({target})")
+        return
+    go = require_tool("go", "apt-get install golang (Go 1.26 or newer)")
+    log(f"building {module}/weed@{version} with Go (a few minutes the first time)")
+    found = run_logged([go, "mod", "download", "-json", f"{module}@{version}"], "go-seaweedfs.log",
+                       "downloading the SeaweedFS module", "cannot reach the Go module proxy: check GOPROXY")
+    source = Path(re.search(r'"Dir":\s*"([^"]+)"', found).group(1))  # type: ignore[union-attr]
+    # Its go.mod has replace directives, which `go install module@version` refuses: build in a copy.
+    staging = CACHE / ".seaweedfs-src"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    for path in [staging, *staging.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    run_logged([go, "-C", str(staging), "build", "-trimpath", "-ldflags=-s -w", "-o", str(target), "./weed"],
+               "go-seaweedfs.log", "building SeaweedFS", "see the log (a Go version older than the module's go.mod?)")
+    shutil.rmtree(staging, ignore_errors=True)
+    write_stamp("seaweedfs", f"{module}@{version}")
+
+
 def local_maven_repo() -> Path:
     for arg in maven_args():
         if arg.startswith("-Dmaven.repo.local="):
@@ -282,8 +359,10 @@ def local_maven_repo() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["check", "venv", "jars", "trino", "trino-cli"],
-                        help="run one step (default: all)")
+    parser.add_argument("--only", choices=["check", "venv", "jars", "trino", "trino-cli", "s3-jars", "seaweedfs"],
+                        help="run one step (default: all but the cluster's)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="the local cluster's parts (S3A jars, SeaweedFS) instead of the embedded ones")
     args = parser.parse_args(argv)
     pins = read_versions()
     steps = {
@@ -292,10 +371,13 @@ def main(argv: list[str] | None = None) -> int:
         "jars": lambda: setup_delta_jars(pins),
         "trino": lambda: setup_trino(pins),
         "trino-cli": lambda: setup_trino_cli(pins),
+        "s3-jars": lambda: setup_s3_jars(pins),
+        "seaweedfs": lambda: setup_seaweedfs(pins),
     }
+    cluster_steps = {"s3-jars", "seaweedfs"}
     try:
         for name, step in steps.items():
-            if args.only in (None, name):
+            if args.only == name or (args.only is None and (name in cluster_steps) == args.cluster):
                 step()
     except ProvisionError as exc:
         print(f"scenelake setup: error: {exc}", file=sys.stderr)

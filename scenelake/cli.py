@@ -35,7 +35,7 @@ def main() -> None:
     \b
     Quick start:  make run        (set up, start Trino, run the pipeline on a sample)
                   make test       (the whole suite against real Spark and Trino)
-    Environment:  SCENELAKE_ENV=embedded|cluster, overrides SCENELAKE_<KEY> (see conf/).
+    Environment:  SCENELAKE_ENV=embedded|cluster-local|cluster, overrides SCENELAKE_<KEY> (see conf/).
     """
 
 
@@ -276,6 +276,58 @@ def submit_args_cmd() -> None:
         click.echo(" ".join(submit_args()))
     except SparkSetupError as exc:
         _fail(str(exc))
+
+
+@main.group()
+def cluster() -> None:
+    """Start, stop and inspect the local cluster (SCENELAKE_ENV=cluster-local): a Spark standalone
+    master and two workers, and an S3 object store holding the landing zone and the lake.
+
+    \b
+    Quick start:  export SCENELAKE_ENV=cluster-local
+                  make setup-cluster && scenelake cluster up && scenelake trino up
+                  scenelake generate --captures 8 && scenelake run pipeline
+    """
+
+
+def _cluster():  # type: ignore[no-untyped-def]
+    from scenelake.cluster import ClusterError, LocalCluster
+
+    try:
+        return LocalCluster(load_settings())
+    except ClusterError as exc:
+        _fail(str(exc))
+
+
+@cluster.command("up")
+@click.option("--timeout", default=180, show_default=True, help="seconds to wait for every part")
+def cluster_up(timeout: int) -> None:
+    """Start the object store, the Spark master and the workers (those already running stay) and
+    wait until the workers have registered."""
+    from scenelake.cluster import ClusterError
+
+    try:
+        parts = _cluster().up(timeout=timeout, progress=click.echo)
+    except ClusterError as exc:
+        _fail(str(exc))
+    for part in parts:
+        click.echo(part.detail)
+
+
+@cluster.command("down")
+def cluster_down() -> None:
+    """Stop every part of the local cluster (the data stays under the state folder)."""
+    stopped = _cluster().down()
+    click.echo(f"stopped {', '.join(stopped)}" if stopped else "the local cluster was not running")
+
+
+@cluster.command("status")
+def cluster_status() -> None:
+    """Say which parts run; exit 1 when one does not."""
+    parts = _cluster().status()
+    for part in parts:
+        click.echo(part.detail)
+    sys.exit(0 if all(p.running for p in parts) else 1)
 
 
 @main.group()
@@ -522,11 +574,23 @@ def generate_cmd(out: Path | None, captures: int, seed: int, defect_rate: float)
     """
     from scenelake.generator import generate
 
-    if out is None:
-        landing_root = load_settings().landing_root
-        if "://" in landing_root:
-            _fail("the landing zone is remote: give --out and upload the folder")
-        out = Path(landing_root)
+    settings = load_settings()
+    if out is None and "://" in settings.landing_root:
+        import tempfile
+
+        from scenelake import objectstore
+
+        # Written here, then uploaded with the same layout (an object store has no folders to write into).
+        with tempfile.TemporaryDirectory(prefix="scenelake-generate-") as folder:
+            ledger = generate(Path(folder), captures, seed, defect_rate)
+            try:
+                sent = objectstore.upload(settings, Path(folder), settings.landing_root)
+            except objectstore.ObjectStoreError as exc:
+                _fail(f"{exc}; is the object store up? (`scenelake cluster status`)")
+        click.echo(f"generated {captures} captures and uploaded {sent} files to {settings.landing_root} "
+                   f"({len(ledger.entries)} planted defects)")
+        return
+    out = out or Path(settings.landing_root)
     ledger = generate(out, captures, seed, defect_rate)
     click.echo(f"generated {captures} captures in {out} ({len(ledger.entries)} planted defects)")
 

@@ -240,7 +240,8 @@ def data_files(spark: SparkSession, path: str) -> list[DataFile]:
     uris = spark.read.format("delta").load(path).inputFiles()
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
-    root = path.split("://", 1)[-1].rstrip("/") + "/"
+    # Compared as URI paths: on s3a:// the bucket is the authority, not a part of the path.
+    root = jvm.org.apache.hadoop.fs.Path(path).toUri().getPath().rstrip("/") + "/"  # type: ignore[union-attr]
     files = []
     for uri in uris:
         hadoop_path = jvm.org.apache.hadoop.fs.Path(uri)  # type: ignore[union-attr]

@@ -59,6 +59,14 @@ class Settings:
     # Extra JVM options for the embedded Trino server, one per whitespace-separated word (appended to
     # its jvm.config). The test session runs Trino with the quick JIT tier only (see tests/conftest.py).
     trino_jvm_options: str = ""
+    # An S3-compatible object store other than AWS (the local cluster's, a vendor's): its URL, e.g.
+    # http://127.0.0.1:18333. Empty: AWS itself, found by region. Spark (S3A), Trino (its native S3
+    # file system) and uploads (scenelake.objectstore) all take it from here.
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    # Whether `scenelake trino up` runs a Trino server on this machine for this profile (embedded and
+    # the local cluster); a cluster's Trino is run by its own deployment.
+    trino_local: bool = True
 
     @property
     def is_local_lake(self) -> bool:
@@ -76,7 +84,10 @@ class Settings:
 
     def trino_location(self, layer: str, table: str) -> str:
         """The same table as Trino's file systems name it (local:// or s3://)."""
-        path = self.table_path(layer, table)
+        return self.trino_uri(self.table_path(layer, table))
+
+    def trino_uri(self, path: str) -> str:
+        """A location in the lake as Trino's file systems name it (Spark's s3a:// is Trino's s3://)."""
         if self.is_local_lake:
             return "local://" + path.removeprefix("file://")
         return "s3://" + path.split("://", 1)[1] if path.startswith("s3a://") else path
@@ -141,6 +152,9 @@ def load_settings(env: str | None = None) -> Settings:
             compact_target_file_mb=int(raw.get("compact_target_file_mb", 128)),
             data_docs=_flag(raw.get("data_docs", True), "data_docs"),
             trino_jvm_options=str(raw.get("trino_jvm_options", "")),
+            s3_endpoint=str(raw.get("s3_endpoint", "")),
+            s3_region=str(raw.get("s3_region", "us-east-1")),
+            trino_local=_flag(raw.get("trino_local", True), "trino_local"),
         )
     except KeyError as exc:
         raise SettingsError(f"{profile} lacks the key {exc.args[0]!r}") from exc

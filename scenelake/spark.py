@@ -8,6 +8,7 @@ configuration (including --jars) wins; see `scenelake submit-args`.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +42,46 @@ def delta_jars(settings: Settings) -> list[Path]:
     return jars
 
 
+def uses_s3(settings: Settings) -> bool:
+    return any(root.startswith("s3a://") for root in (settings.lake_root, settings.landing_root))
+
+
+def s3_jars(settings: Settings) -> list[Path]:
+    """S3A (hadoop-aws of Spark's Hadoop and the AWS SDK), resolved by `make setup-cluster`."""
+    jars = sorted((settings.cache_dir / "s3-jars").glob("*.jar"))
+    if not any(j.name.startswith("hadoop-aws-") for j in jars):
+        raise SparkSetupError(f"the lake or landing zone is on S3 ({settings.lake_root}) but there are no S3A "
+                              f"jars in {settings.cache_dir / 's3-jars'}: run `make setup-cluster` first")
+    return jars
+
+
+def s3_conf(settings: Settings) -> dict[str, str]:
+    """Spark's S3A settings for the profile's object store (none when nothing is on S3).
+
+    The AWS SDK jar is 640 MB: it is put on the class path of the driver and of every executor from
+    the same folder (a cluster's image holds it at that path), never shipped to executors per job.
+    Credentials are not configuration: S3A's default chain reads AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY (the local cluster's workers are started with them) or an instance role.
+    """
+    if not uses_s3(settings):
+        return {}
+    classpath = str(settings.cache_dir / "s3-jars" / "*")
+    s3_jars(settings)
+    conf = {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath,
+            "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region}
+    if settings.s3_endpoint:
+        conf.update({"spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
+                     # A store of our own has no virtual-host bucket names (bucket.host).
+                     "spark.hadoop.fs.s3a.path.style.access": "true",
+                     "spark.hadoop.fs.s3a.connection.ssl.enabled": str(settings.s3_endpoint.startswith("https:")).lower()})
+    return conf
+
+
+def on_this_machine(master: str) -> bool:
+    """Spark's executors run here: local mode, or a standalone master on loopback (the local cluster)."""
+    return master.startswith("local") or bool(re.match(r"spark://(127\.0\.0\.1|localhost)[:/]", master))
+
+
 def spark_java_home() -> str | None:
     return os.environ.get("SCENELAKE_SPARK_JAVA_HOME") or read_versions().get("SPARK_JAVA_HOME") or None
 
@@ -56,9 +97,15 @@ def get_spark(app_name: str = "scenelake", settings: Settings | None = None,
     if java_home:
         os.environ["JAVA_HOME"] = java_home
     builder = SparkSession.builder.appName(app_name).master(settings.spark_master)
-    conf = {**DELTA_CONF, **settings.spark_conf, **(extra_conf or {})}
+    if uses_s3(settings):
+        from scenelake import cluster
+
+        cluster.export_credentials(settings)
+    conf = {**DELTA_CONF, **s3_conf(settings), **settings.spark_conf, **(extra_conf or {})}
     conf.setdefault("spark.jars", ",".join(str(j) for j in delta_jars(settings)))
-    if settings.spark_master.startswith("local"):
+    if settings.spark_master.startswith("spark://") and on_this_machine(settings.spark_master):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the local cluster talks over loopback only
+    if on_this_machine(settings.spark_master):
         # Python workers run this interpreter (with numpy, pandas and pyarrow), not whatever python3 is first
         # on PATH. pyspark's SparkContext reads PYSPARK_PYTHON; the conf key only reaches spark-submit.
         conf.setdefault("spark.pyspark.python", sys.executable)
@@ -75,6 +122,8 @@ def submit_args(settings: Settings | None = None) -> list[str]:
     settings = settings or load_settings()
     args = ["--master", settings.spark_master,
             "--jars", ",".join(str(j) for j in delta_jars(settings))]
-    for key, value in {**DELTA_CONF, **settings.spark_conf}.items():
+    if on_this_machine(settings.spark_master):
+        args += ["--conf", f"spark.pyspark.python={sys.executable}"]
+    for key, value in {**DELTA_CONF, **s3_conf(settings), **settings.spark_conf}.items():
         args += ["--conf", f"{key}={value}"]
     return args

@@ -77,19 +77,24 @@ class TrinoServer:
 
     # --- configuration -----------------------------------------------------------------
     def render_config(self) -> None:
-        if not self.settings.is_local_lake:
+        if not self.settings.trino_local:
             raise TrinoServerError(
-                "the lake is on object storage: Trino is a cluster there, run by its own "
-                "deployment; `scenelake trino up` only manages the embedded single node")
-        metastore = self.root / "metastore"
-        metastore.mkdir(parents=True, exist_ok=True)
+                f"the profile {self.settings.env!r} has a Trino cluster run by its own deployment (deploy/); "
+                "`scenelake trino up` only manages the single node of the embedded and cluster-local profiles")
+        if self.settings.is_local_lake:
+            metastore = self.root / "metastore"
+            metastore.mkdir(parents=True, exist_ok=True)
+            metastore_dir = f"local://{metastore}"
+        else:
+            # Beside the lake, in the same store: Trino needs no local file system at all.
+            metastore_dir = self.settings.trino_uri(f"{self.settings.lake_root.rstrip('/')}/_trino_metastore")
         values = {
             "port": str(self.settings.trino_port),
             "heap": self.settings.trino_heap,
             "query_max_memory_per_node": self.settings.trino_query_max_memory_per_node,
             "data_dir": str(self.data_dir),
-            "metastore_dir": f"local://{metastore}",
-            "filesystem": "fs.native-local.enabled=true\nlocal.location=/",
+            "metastore_dir": metastore_dir,
+            "filesystem": filesystem_properties(self.settings),
         }
         for template in TEMPLATES.rglob("*.tmpl"):
             target = self.etc_dir / template.relative_to(TEMPLATES).with_suffix("")
@@ -107,6 +112,10 @@ class TrinoServer:
         launcher = self.install_dir / "bin" / "launcher"
         if not launcher.exists():
             raise TrinoServerError(f"Trino is not installed in {self.install_dir}: run `make setup`")
+        if not self.settings.is_local_lake:
+            from scenelake.cluster import export_credentials
+
+            export_credentials(self.settings)  # the catalog reads them as ${ENV:...}
         env = {**os.environ, "JAVA_HOME": str(self.java_home())}
         env["PATH"] = f"{env['JAVA_HOME']}/bin:{env.get('PATH', '')}"
         return subprocess.run(
@@ -243,12 +252,24 @@ class TrinoServer:
         return None
 
 
+def filesystem_properties(settings: Settings) -> str:
+    """The catalog's file system: the local disk, or Trino's native S3 client on the profile's store.
+    The keys are never written to the file: Trino reads them from its environment."""
+    if settings.is_local_lake:
+        return "fs.native-local.enabled=true\nlocal.location=/"
+    lines = ["fs.native-s3.enabled=true", f"s3.region={settings.s3_region}"]
+    if settings.s3_endpoint:
+        lines += [f"s3.endpoint={settings.s3_endpoint}", "s3.path-style-access=true",
+                  "s3.aws-access-key=${ENV:AWS_ACCESS_KEY_ID}", "s3.aws-secret-key=${ENV:AWS_SECRET_ACCESS_KEY}"]
+    return "\n".join(lines)
+
+
 def refresh_access_rules(settings: Settings) -> bool:
     """Regenerate the embedded server's access rules (jobs call this after registering tables, so a
     PII flag added to a contract protects the column within seconds). A cluster gets its rules from
     `scenelake access rules --out FILE`, deployed with its configuration. Returns whether it wrote."""
     etc = TrinoServer(settings).etc_dir
-    if not settings.is_local_lake or not (etc / "access-control.properties").exists():
+    if not settings.trino_local or not (etc / "access-control.properties").exists():
         return False
     access.write(settings, etc)
     return True

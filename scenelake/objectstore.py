@@ -1,0 +1,67 @@
+"""The profile's object store as Python sees it (pyarrow's S3 file system): uploads into the landing
+zone, listings for checks. Spark reaches the same store through S3A and Trino through its native
+S3 file system; all three take the endpoint and region from the settings and the credentials from
+the environment (scenelake.cluster.export_credentials puts the local cluster's there).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyarrow import fs
+
+from scenelake.settings import Settings
+
+
+class ObjectStoreError(Exception):
+    """The object store cannot be reached or refused a request; the message names it."""
+
+
+def split(uri: str) -> tuple[str, str]:
+    """s3a://bucket/key/... -> ("bucket", "key/...")."""
+    scheme, _, rest = uri.partition("://")
+    if scheme not in ("s3", "s3a") or not rest:
+        raise ObjectStoreError(f"{uri} is not an s3a:// location")
+    bucket, _, key = rest.partition("/")
+    return bucket, key.strip("/")
+
+
+def filesystem(settings: Settings) -> fs.S3FileSystem:
+    from scenelake.cluster import export_credentials
+
+    export_credentials(settings)
+    options: dict[str, object] = {"region": settings.s3_region}
+    if settings.s3_endpoint:
+        scheme, _, host = settings.s3_endpoint.partition("://")
+        options.update(endpoint_override=host, scheme=scheme, force_virtual_addressing=False)
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        options.update(access_key=key, secret_key=secret)
+    return fs.S3FileSystem(**options)  # type: ignore[arg-type]
+
+
+def upload(settings: Settings, source: Path, uri: str) -> int:
+    """Copy every file under the local folder `source` to the s3a:// folder `uri`, keeping the layout;
+    returns how many files were copied."""
+    bucket, key = split(uri)
+    target = f"{bucket}/{key}".rstrip("/")
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    store = filesystem(settings)
+    try:
+        fs.copy_files(str(source), target, source_filesystem=fs.LocalFileSystem(), destination_filesystem=store)
+    except OSError as exc:
+        raise ObjectStoreError(f"uploading {source} to {uri} through {settings.s3_endpoint or 'AWS S3'} "
+                               f"failed: {exc}") from exc
+    return len(files)
+
+
+def listing(settings: Settings, uri: str) -> list[str]:
+    """Every object under the s3a:// folder `uri`, as keys relative to it."""
+    bucket, key = split(uri)
+    prefix = f"{bucket}/{key}".rstrip("/")
+    try:
+        infos = filesystem(settings).get_file_info(fs.FileSelector(prefix, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise ObjectStoreError(f"listing {uri} through {settings.s3_endpoint or 'AWS S3'} failed: {exc}") from exc
+    return sorted(i.path.removeprefix(prefix + "/") for i in infos if i.type == fs.FileType.File)
