@@ -12,7 +12,7 @@ REPORT_DIR ?= reports
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
-.PHONY: help setup setup-cluster run test test-long test-all test-unit test-integration trino-up trino-down trino-status \
+.PHONY: help setup setup-cluster run test test-cluster test-long test-all test-unit test-integration trino-up trino-down trino-status \
         lint clean submit report
 
 help: ## List the targets
@@ -35,13 +35,16 @@ run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeli
 	@echo; $(SCENELAKE) connect-info
 	@echo "Stop Trino with: make trino-down"
 
-test: setup-cluster ## The suite CI runs: unit and integration tests against real Spark, Delta, Trino and GE
-	@$(BIN)/pytest $(XDIST) -m "not long"
+test: setup ## The suite every change waits for: unit and integration tests against real Spark, Delta, Trino and GE
+	@$(BIN)/pytest $(XDIST) -m "not long and not cluster"
+
+test-cluster: setup-cluster ## The local cluster's tests (S3 store, Spark master and workers, Trino on S3); CI runs them after make test
+	@$(BIN)/pytest -m cluster
 
 test-long: setup ## The long end-to-end scenarios (crash safety, incremental = from scratch), tens of minutes
 	@$(BIN)/pytest $(XDIST) -m long
 
-test-all: setup ## Both of the above in one run
+test-all: setup-cluster ## All of the above in one run
 	@$(BIN)/pytest $(XDIST)
 
 test-unit: setup ## Only the unit tests

@@ -287,6 +287,8 @@ def cluster() -> None:
     Quick start:  export SCENELAKE_ENV=cluster-local
                   make setup-cluster && scenelake cluster up && scenelake trino up
                   scenelake generate --captures 8 && scenelake run pipeline
+    spark-submit:  eval "$(scenelake cluster env)" (the store's keys), then
+                   spark-submit $(scenelake submit-args) jobs/pipeline.py
     """
 
 
@@ -319,6 +321,16 @@ def cluster_down() -> None:
     """Stop every part of the local cluster (the data stays under the state folder)."""
     stopped = _cluster().down()
     click.echo(f"stopped {', '.join(stopped)}" if stopped else "the local cluster was not running")
+
+
+@cluster.command("env")
+def cluster_env() -> None:
+    """Print the object store's credentials as shell exports, for processes that start a JVM before
+    any scenelake code runs (spark-submit, a scheduler's task): eval "$(scenelake cluster env)"."""
+    import shlex
+
+    for key, value in _cluster().credentials().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
 
 
 @cluster.command("status")

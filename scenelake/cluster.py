@@ -170,8 +170,9 @@ class LocalCluster:
     def _store_command(self) -> list[str]:
         keys = self.credentials()
         config = self.root / "s3-identities.json"
-        identity = {"name": "scenelake", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    "credentials": [{"accessKey": keys["AWS_ACCESS_KEY_ID"], "secretKey": keys["AWS_SECRET_ACCESS_KEY"]}]}
+        pair = {"accessKey": keys["AWS_ACCESS_KEY_ID"], "secretKey": keys["AWS_SECRET_ACCESS_KEY"]}
+        identity = {"name": "scenelake", "credentials": [pair],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump({"identities": [identity]}, handle)
@@ -308,8 +309,10 @@ class LocalCluster:
         return _json(f"{self.master_ui}/json/")
 
     def alive_workers(self) -> list[dict[str, object]]:
-        state = self.master_state() or {}
-        return [w for w in state.get("workers", []) if isinstance(w, dict) and w.get("state") == "ALIVE"]  # type: ignore[union-attr]
+        workers = (self.master_state() or {}).get("workers")
+        if not isinstance(workers, list):
+            return []
+        return [w for w in workers if isinstance(w, dict) and w.get("state") == "ALIVE"]
 
     def down(self) -> list[str]:
         """Stop every part, workers first; returns those that were running."""

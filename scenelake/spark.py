@@ -70,10 +70,11 @@ def s3_conf(settings: Settings) -> dict[str, str]:
     conf = {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath,
             "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region}
     if settings.s3_endpoint:
+        tls = str(settings.s3_endpoint.startswith("https:")).lower()
         conf.update({"spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
                      # A store of our own has no virtual-host bucket names (bucket.host).
                      "spark.hadoop.fs.s3a.path.style.access": "true",
-                     "spark.hadoop.fs.s3a.connection.ssl.enabled": str(settings.s3_endpoint.startswith("https:")).lower()})
+                     "spark.hadoop.fs.s3a.connection.ssl.enabled": tls})
     return conf
 
 

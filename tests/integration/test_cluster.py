@@ -1,0 +1,184 @@
+"""The cluster profile in miniature (SCENELAKE_ENV=cluster-local, scenelake/cluster.py), for real: a
+SeaweedFS object store, a Spark standalone master with two workers and a Trino server on S3, all
+on loopback ports of this test. The pipeline is submitted to the master with spark-submit, as a
+scheduler submits it, on a generated landing zone uploaded to the store's landing bucket; the same
+files go through the embedded profile in the test session's Spark. The two lakes must hold the
+same rows and the same metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pyspark
+import pytest
+
+import jobs.evaluate as evaluate_job
+import jobs.ingest_annotations as annotations_job
+import jobs.ingest_captures as captures_job
+import jobs.ingest_predictions as predictions_job
+from scenelake import delta_io, ingest, objectstore
+from scenelake.cluster import CREDENTIAL_VARIABLES, LocalCluster
+from scenelake.contracts import all_contracts
+from scenelake.generator import generate
+from scenelake.settings import PROJECT_ROOT, Settings, load_settings
+from scenelake.spark import submit_args
+from scenelake.trino_client import query
+from scenelake.trino_server import TrinoServer
+from tests.conftest import MEASURED, TEST_JVM_ARGS, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+
+# Three generated captures with a few damaged records: every job has something to publish and to quarantine.
+CAPTURES, SEED, DEFECTS = 3, 5, 0.03
+METRIC_COLUMNS = ("run_id", "category_id", "ap", "ap50", "ap75", "ar100", "num_ground_truth", "num_predictions")
+
+
+def cluster_env(root: Path) -> dict[str, str]:
+    """The cluster-local profile on this test's own ports, buckets and state folder (as SCENELAKE_*)."""
+    return {"SCENELAKE_ENV": "cluster-local",
+            "SCENELAKE_SPARK_MASTER": f"spark://127.0.0.1:{free_port()}",
+            "SCENELAKE_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+            "SCENELAKE_LAKE_ROOT": "s3a://scenelake-lake/test/lake",
+            "SCENELAKE_LANDING_ROOT": "s3a://scenelake-landing/test/landing",
+            "SCENELAKE_STATE_DIR": str(root / "state"),
+            "SCENELAKE_TRINO_PORT": str(free_port()), "SCENELAKE_TRINO_HEAP": "1500M",
+            "SCENELAKE_TRINO_QUERY_MAX_MEMORY_PER_NODE": "512MB",
+            "SCENELAKE_TRINO_JVM_OPTIONS": "-XX:TieredStopAtLevel=1", "SCENELAKE_DATA_DOCS": "off"}
+
+
+def settings_under(env: dict[str, str]) -> Settings:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return load_settings()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict[str, str], LocalCluster]]:
+    root = tmp_path_factory.mktemp("cluster")
+    env = cluster_env(root)
+    settings = settings_under(env)
+    local = LocalCluster(settings)
+    trino = TrinoServer(settings)
+    try:
+        local.up(timeout=180, progress=lambda _m: None)
+        trino.up(timeout=240)
+        yield settings, env, local
+    finally:
+        trino.down()
+        local.down()
+
+
+def submit(local: LocalCluster, env: dict[str, str], job: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """spark-submit of a job to the cluster's master, as a scheduler runs it: no activated
+    virtualenv; SPARK_HOME, the profile and the store's keys (`scenelake cluster env`) in the environment."""
+    venv_bin = Path(sys.executable).parent
+    run_env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_SUBMIT_ARGS", *CREDENTIAL_VARIABLES)}
+    run_env.update({**env, **local.credentials(), "SPARK_HOME": str(Path(pyspark.__file__).parent),
+                    "PATH": os.environ.get("PATH", "").replace(f"{venv_bin}:", "")})
+    settings = local.settings
+    executor_jit = ["--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1"]
+    return subprocess.run([str(venv_bin / "spark-submit"), *submit_args(settings), *TEST_JVM_ARGS, *executor_jit,
+                           "--conf", "spark.driver.memory=1500m", str(PROJECT_ROOT / "jobs" / f"{job}.py"), *args],
+                          capture_output=True, text=True, env=run_env, timeout=900)
+
+
+def log_files(settings: Settings) -> list[str]:
+    """Every Delta log file in the lake bucket: a rerun that commits nothing leaves the set unchanged."""
+    return [k for k in objectstore.listing(settings, settings.lake_root) if "/_delta_log/" in k]
+
+
+def gate_row(row: Sequence[object]) -> tuple[object, ...]:
+    """A gate result with its observed number to 12 significant digits: a standard deviation summed
+    over the executors' partitions differs from the one-process sum in the last bit (0.18418494055150741
+    vs ...44), and nothing else may differ."""
+    observed = row[3]
+    with contextlib.suppress(ValueError):
+        observed = f"{float(str(observed)):.12g}" if observed is not None else None
+    return (*row[:3], observed, *row[4:])
+
+
+def finished_executors(ui: str) -> list[str]:
+    with urllib.request.urlopen(f"{ui}/json/", timeout=5) as resp:
+        state = json.loads(resp.read())
+    return [e["appid"] for e in state.get("finishedexecutors", []) + state.get("executors", [])]
+
+
+def test_the_pipeline_runs_on_the_cluster_and_equals_the_embedded_run(spark, settings, cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lake, env, local = cluster
+    landing = tmp_path / "landing"
+    generate(landing, captures=CAPTURES, seed=SEED, defect_rate=DEFECTS)
+    uploaded = objectstore.upload(lake, landing, lake.landing_root)
+    assert uploaded == sum(1 for p in landing.rglob("*") if p.is_file())
+
+    started = time.monotonic()
+    done = submit(local, env, "pipeline")
+    assert done.returncode == 0, done.stderr[-3000:]
+    MEASURED["cluster-local pipeline (spark-submit, 3 captures)"] = f"{time.monotonic() - started:.1f} s"
+
+    # The master ran the application with one executor on each of the two workers.
+    state = local.master_state() or {}
+    apps = [a for a in state.get("completedapps", []) if isinstance(a, dict)]  # type: ignore[union-attr]
+    assert len(apps) == 1 and apps[0]["state"] == "FINISHED", apps
+    for worker in local.alive_workers():
+        assert apps[0]["id"] in finished_executors(str(worker["webuiaddress"])), worker
+
+    # The same landing files through the embedded profile, in the test session's Spark.
+    embedded = settings.with_overrides(lake_root=str(tmp_path / "lake"), landing_root=str(landing))
+    started = time.monotonic()
+    for job in (captures_job, annotations_job, predictions_job, evaluate_job):
+        job.run(spark, embedded, progress=ingest.silent)
+    MEASURED["embedded jobs on the same files (session Spark)"] = f"{time.monotonic() - started:.1f} s"
+
+    # Every table the embedded run wrote is in the bucket and in Trino (on S3), with the same rows.
+    written = [name for name in all_contracts() if delta_io.table_exists(spark, embedded, name)]
+    assert {"silver.captures", "silver.predictions", "gold.detection_metrics", "ops.quarantine"} <= set(written)
+    objects = objectstore.listing(lake, lake.lake_root)
+    for name in written:
+        layer, table = name.split(".")
+        assert f"{layer}/{table}/_delta_log/00000000000000000000.json" in objects, name
+        if name == "ops.quality_results":
+            continue  # the cluster's pipeline also ran compare and maintain: compared below
+        counted = query(lake, f"select count(*) from delta.{layer}.{table}")[0][0]
+        assert counted == delta_io.read_table(spark, embedded, name).count(), name
+    # The gates of the four jobs both ran judged the same numbers the same way.
+    gates = ["job", "table_name", "expectation", "observed_value", "unexpected_count", "outcome"]
+    jobs = "('ingest_captures', 'ingest_annotations', 'ingest_predictions', 'evaluate')"
+    on_cluster_gates = sorted((gate_row(r) for r in query(
+        lake, f"select {', '.join(gates)} from delta.ops.quality_results where job in {jobs}")), key=repr)
+    at_home_gates = sorted((gate_row(r) for r in delta_io.read_table(spark, embedded, "ops.quality_results")
+                            .select(*gates).collect()), key=repr)
+    assert on_cluster_gates == at_home_gates
+    on_cluster = sorted((tuple(r) for r in query(
+        lake, f"select {', '.join(METRIC_COLUMNS)} from delta.gold.detection_metrics")), key=repr)
+    at_home = sorted((tuple(r) for r in delta_io.read_table(spark, embedded, "gold.detection_metrics")
+                      .select(*METRIC_COLUMNS).collect()), key=repr)
+    assert on_cluster == at_home and len(at_home) >= 2
+
+    # The same access rules: an analyst reads subject ids masked only.
+    subjects = query(lake, "select subject_id from delta.silver.subjects", user="analyst")
+    assert subjects and all(str(r[0]).startswith("masked:") for r in subjects)
+
+    # A rerun with nothing new commits nothing.
+    before = log_files(lake)
+    started = time.monotonic()
+    again = submit(local, env, "pipeline")
+    MEASURED["cluster-local pipeline rerun, nothing new"] = f"{time.monotonic() - started:.1f} s"
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[ingest_captures] nothing new" in again.stdout
+    assert log_files(lake) == before
