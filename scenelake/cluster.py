@@ -28,11 +28,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from scenelake.objectstore import CREDENTIAL_VARIABLES, credentials_file, split
 from scenelake.settings import Settings
 
 WORKERS = 2
 WORKER_MEMORY = "2g"
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 class ClusterError(Exception):
@@ -45,21 +45,6 @@ class PartStatus:
     running: bool
     pid: int | None
     detail: str
-
-
-def credentials_file(settings: Settings) -> Path:
-    return settings.state_dir / "cluster" / "credentials.json"
-
-
-def export_credentials(settings: Settings) -> None:
-    """Put the local cluster's object-store keys into this process's environment, where S3A (the
-    driver's JVM inherits it), pyarrow and Trino read them; keys already in the environment win."""
-    if all(os.environ.get(v) for v in CREDENTIAL_VARIABLES):
-        return
-    path = credentials_file(settings)
-    if path.exists():
-        keys = json.loads(path.read_text())
-        os.environ.update({v: keys[v] for v in CREDENTIAL_VARIABLES})
 
 
 def _host_port(url: str, what: str) -> tuple[str, int]:
@@ -127,8 +112,6 @@ class LocalCluster:
         return f"http://127.0.0.1:{self.ports()['master_ui']}"
 
     def buckets(self) -> list[str]:
-        from scenelake.objectstore import split
-
         return sorted({split(r)[0] for r in (self.settings.lake_root, self.settings.landing_root)
                        if r.startswith("s3a://")})
 

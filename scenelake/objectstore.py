@@ -1,11 +1,12 @@
 """The profile's object store as Python sees it (pyarrow's S3 file system): uploads into the landing
 zone, listings for checks. Spark reaches the same store through S3A and Trino through its native
 S3 file system; all three take the endpoint and region from the settings and the credentials from
-the environment (scenelake.cluster.export_credentials puts the local cluster's there).
+the environment (`export_credentials` puts the local cluster's there).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,9 +14,26 @@ from pyarrow import fs
 
 from scenelake.settings import Settings
 
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
 
 class ObjectStoreError(Exception):
     """The object store cannot be reached or refused a request; the message names it."""
+
+
+def credentials_file(settings: Settings) -> Path:
+    return settings.state_dir / "cluster" / "credentials.json"
+
+
+def export_credentials(settings: Settings) -> None:
+    """Put the local cluster's object-store keys into this process's environment, where S3A (the
+    driver's JVM inherits it), pyarrow and Trino read them; keys already in the environment win."""
+    if all(os.environ.get(v) for v in CREDENTIAL_VARIABLES):
+        return
+    path = credentials_file(settings)
+    if path.exists():
+        keys = json.loads(path.read_text())
+        os.environ.update({v: keys[v] for v in CREDENTIAL_VARIABLES})
 
 
 def split(uri: str) -> tuple[str, str]:
@@ -28,8 +46,6 @@ def split(uri: str) -> tuple[str, str]:
 
 
 def filesystem(settings: Settings) -> fs.S3FileSystem:
-    from scenelake.cluster import export_credentials
-
     export_credentials(settings)
     options: dict[str, object] = {"region": settings.s3_region}
     if settings.s3_endpoint:

@@ -99,9 +99,9 @@ def get_spark(app_name: str = "scenelake", settings: Settings | None = None,
         os.environ["JAVA_HOME"] = java_home
     builder = SparkSession.builder.appName(app_name).master(settings.spark_master)
     if uses_s3(settings):
-        from scenelake import cluster
+        from scenelake.objectstore import export_credentials
 
-        cluster.export_credentials(settings)
+        export_credentials(settings)
     conf = {**DELTA_CONF, **s3_conf(settings), **settings.spark_conf, **(extra_conf or {})}
     conf.setdefault("spark.jars", ",".join(str(j) for j in delta_jars(settings)))
     if settings.spark_master.startswith("spark://") and on_this_machine(settings.spark_master):

@@ -113,7 +113,7 @@ class TrinoServer:
         if not launcher.exists():
             raise TrinoServerError(f"Trino is not installed in {self.install_dir}: run `make setup`")
         if not self.settings.is_local_lake:
-            from scenelake.cluster import export_credentials
+            from scenelake.objectstore import export_credentials
 
             export_credentials(self.settings)  # the catalog reads them as ${ENV:...}
         env = {**os.environ, "JAVA_HOME": str(self.java_home())}

@@ -26,7 +26,7 @@ import jobs.ingest_annotations as annotations_job
 import jobs.ingest_captures as captures_job
 import jobs.ingest_predictions as predictions_job
 from scenelake import delta_io, ingest, objectstore
-from scenelake.cluster import CREDENTIAL_VARIABLES, LocalCluster
+from scenelake.cluster import LocalCluster
 from scenelake.contracts import all_contracts
 from scenelake.generator import generate
 from scenelake.settings import PROJECT_ROOT, Settings, load_settings
@@ -88,7 +88,8 @@ def submit(local: LocalCluster, env: dict[str, str], job: str, *args: str) -> su
     """spark-submit of a job to the cluster's master, as a scheduler runs it: no activated
     virtualenv; SPARK_HOME, the profile and the store's keys (`scenelake cluster env`) in the environment."""
     venv_bin = Path(sys.executable).parent
-    run_env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_SUBMIT_ARGS", *CREDENTIAL_VARIABLES)}
+    dropped = ("PYSPARK_SUBMIT_ARGS", *objectstore.CREDENTIAL_VARIABLES)
+    run_env = {k: v for k, v in os.environ.items() if k not in dropped}
     run_env.update({**env, **local.credentials(), "SPARK_HOME": str(Path(pyspark.__file__).parent),
                     "PATH": os.environ.get("PATH", "").replace(f"{venv_bin}:", "")})
     settings = local.settings

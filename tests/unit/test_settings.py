@@ -31,7 +31,7 @@ def test_cluster_is_configuration_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unknown_environment_names_the_known_ones() -> None:
-    with pytest.raises(SettingsError, match="known: cluster, embedded"):
+    with pytest.raises(SettingsError, match="known: cluster, cluster-local, embedded"):
         load_settings("staging")
 
 
