@@ -281,11 +281,11 @@ def submit_args_cmd() -> None:
 @main.group()
 def cluster() -> None:
     """Start, stop and inspect the local cluster (SCENELAKE_ENV=cluster-local): a Spark standalone
-    master and two workers, and an S3 object store holding the landing zone and the lake.
+    master and two workers, an S3 object store holding the landing zone and the lake, and Trino on it.
 
     \b
     Quick start:  export SCENELAKE_ENV=cluster-local
-                  make setup-cluster && scenelake cluster up && scenelake trino up
+                  make setup-cluster && scenelake cluster up
                   scenelake generate --captures 8 && scenelake run pipeline
     spark-submit:  eval "$(scenelake cluster env)" (the store's keys), then
                    spark-submit $(scenelake submit-args) jobs/pipeline.py
@@ -304,8 +304,8 @@ def _cluster():  # type: ignore[no-untyped-def]
 @cluster.command("up")
 @click.option("--timeout", default=180, show_default=True, help="seconds to wait for every part")
 def cluster_up(timeout: int) -> None:
-    """Start the object store, the Spark master and the workers (those already running stay) and
-    wait until the workers have registered."""
+    """Start the object store, the Spark master, the workers and Trino (those already running stay) and
+    wait until the workers have registered and Trino takes queries."""
     from scenelake.cluster import ClusterError
 
     try:

@@ -9,8 +9,12 @@ profile in miniature on this machine's loopback, every part a real server in its
   pyspark. Jobs connect to the master the profile names (`spark_master`); the workers' executors
   reach the store with the same credentials, given to them in their environment.
 
-Trino (`scenelake trino up`) reads the same lake through its native S3 file system. Every process
-writes its log under state_dir/cluster/log; `down` stops them in the reverse order.
+- A Trino server (scenelake.trino_server, as `scenelake trino up` starts it) reading the same lake
+  through its native S3 file system, with the same generated access rules; its file metastore is
+  in the lake bucket (`_trino_metastore`), so Trino needs no local file system.
+
+Every process writes its log under state_dir/cluster/log (Trino: state_dir/trino/log); `down` stops
+them in the reverse order.
 """
 
 from __future__ import annotations
@@ -239,7 +243,8 @@ class LocalCluster:
         return True
 
     # --- the whole cluster -----------------------------------------------------------
-    def up(self, timeout: float = 180.0, progress=print) -> list[PartStatus]:  # type: ignore[no-untyped-def]
+    def up(self, timeout: float = 300.0, progress=print, trino: bool = True) -> list[PartStatus]:  # type: ignore[no-untyped-def]
+        """Start every part that does not run yet, the store first, Trino last (`trino=False`: not Trino)."""
         for part, port in (("store", self.s3_port), ("master", self.master_port)):
             if self._pid(part) is None and _listening(port):
                 raise ClusterError(f"port {port} ({part}) is in use by another process: stop it, or set "
@@ -254,7 +259,16 @@ class LocalCluster:
             self.start(f"worker{i}")
         self._wait(deadline, "workers", lambda: len(self.alive_workers()) >= WORKERS)
         progress(f"[cluster] Spark master {self.settings.spark_master} with {WORKERS} workers (UI {self.master_ui})")
+        if trino:
+            ready = self.trino().up(timeout=max(deadline - time.monotonic(), 60.0))
+            progress(f"[cluster] {ready.detail}")
         return self.status()
+
+    def trino(self):  # type: ignore[no-untyped-def]
+        """The profile's Trino server, on the store through its native S3 file system."""
+        from scenelake.trino_server import TrinoServer
+
+        return TrinoServer(self.settings)
 
     def _store_ready(self) -> bool:
         from pyarrow import fs
@@ -298,8 +312,9 @@ class LocalCluster:
         return [w for w in workers if isinstance(w, dict) and w.get("state") == "ALIVE"]
 
     def down(self) -> list[str]:
-        """Stop every part, workers first; returns those that were running."""
-        return [p for p in reversed(self.parts()) if self.stop(p)]
+        """Stop every part, Trino and the workers first; returns those that were running."""
+        stopped = ["trino"] if self.trino().down() else []
+        return stopped + [p for p in reversed(self.parts()) if self.stop(p)]
 
     def status(self) -> list[PartStatus]:
         found = []
@@ -317,4 +332,6 @@ class LocalCluster:
                 ui = f"http://127.0.0.1:{self.ports()[part + '_ui']}"
                 detail = f"Spark {part} {'registered' if ui in workers else 'not registered'} (UI {ui})"
             found.append(PartStatus(part, True, pid, f"{part}: running (pid {pid}), {detail}"))
+        trino = self.trino().status()
+        found.append(PartStatus("trino", trino.ready, trino.pid, f"trino: {trino.detail}"))
         return found

@@ -15,7 +15,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from scenelake import quality, views
+from scenelake import objectstore, quality, views
 from scenelake.settings import Settings, load_settings
 from scenelake.spark import get_spark
 from scenelake.trino_server import refresh_access_rules
@@ -49,7 +49,8 @@ def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Calla
     """Parse the common flags, run the job, register `tables` (layer.table) in Trino.
 
     `options` adds the job's own flags; their values reach `run` as keyword arguments.
-    Exit codes: 0 published, 1 a quality gate stopped a batch (nothing of it was published).
+    Exit codes: 0 published, 1 a quality gate stopped a batch (nothing of it was published), 3 the
+    object store could not be reached (the message names it).
     """
     parser = argparse.ArgumentParser(prog=prog, description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,6 +69,12 @@ def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Calla
     except quality.QualityGateFailed as exc:
         print(f"[{prog}] error: {exc}", file=sys.stderr)
         status = 1
+    except Exception as exc:
+        message = objectstore.unreachable(settings, exc)
+        if message is None:
+            raise
+        print(f"[{prog}] error: {message}", file=sys.stderr)
+        return 3
     if args.register:
         publish(spark, settings, prog, [] if status else list(tables(spark, settings) if callable(tables) else tables))
     return status

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from pyarrow import fs
@@ -34,6 +35,26 @@ def export_credentials(settings: Settings) -> None:
     if path.exists():
         keys = json.loads(path.read_text())
         os.environ.update({v: keys[v] for v in CREDENTIAL_VARIABLES})
+
+
+# How S3A, the AWS SDK and pyarrow say that the store did not answer (not: refused a request).
+UNREACHABLE = re.compile(r"Connection refused|Unable to execute HTTP request|UnknownHostException|"
+                         r"connect timed out|ConnectException|Failed to connect|Couldn't connect to server")
+
+
+def unreachable(settings: Settings, error: BaseException) -> str | None:
+    """When `error` says the profile's object store could not be reached: a message that names the
+    store and says what to do; otherwise None."""
+    if not any(r.startswith("s3a://") for r in (settings.lake_root, settings.landing_root)):
+        return None
+    found = UNREACHABLE.search(str(error))
+    if found is None:
+        return None
+    store = settings.s3_endpoint or f"AWS S3 ({settings.s3_region})"
+    hint = "`scenelake cluster status` says whether it runs" if settings.env == "cluster-local" else \
+        "check the endpoint and the network"
+    return (f"the object store at {store} cannot be reached ({found.group(0)}): {hint}. Nothing half-done is "
+            "published: rerun the job once the store is back and it carries on from the last commit")
 
 
 def split(uri: str) -> tuple[str, str]:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pyspark
@@ -32,7 +32,6 @@ from scenelake.generator import generate
 from scenelake.settings import PROJECT_ROOT, Settings, load_settings
 from scenelake.spark import submit_args
 from scenelake.trino_client import query
-from scenelake.trino_server import TrinoServer
 from tests.conftest import MEASURED, TEST_JVM_ARGS, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -74,17 +73,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings
     env = cluster_env(root)
     settings = settings_under(env)
     local = LocalCluster(settings)
-    trino = TrinoServer(settings)
     try:
-        local.up(timeout=180, progress=lambda _m: None)
-        trino.up(timeout=240)
+        local.up(timeout=300, progress=lambda _m: None)
         yield settings, env, local
     finally:
-        trino.down()
         local.down()
 
 
-def submit(local: LocalCluster, env: dict[str, str], job: str, *args: str) -> subprocess.CompletedProcess[str]:
+def submit_command(local: LocalCluster, env: dict[str, str], job: str, *args: str) -> tuple[list[str], dict[str, str]]:
     """spark-submit of a job to the cluster's master, as a scheduler runs it: no activated
     virtualenv; SPARK_HOME, the profile and the store's keys (`scenelake cluster env`) in the environment."""
     venv_bin = Path(sys.executable).parent
@@ -92,11 +88,34 @@ def submit(local: LocalCluster, env: dict[str, str], job: str, *args: str) -> su
     run_env = {k: v for k, v in os.environ.items() if k not in dropped}
     run_env.update({**env, **local.credentials(), "SPARK_HOME": str(Path(pyspark.__file__).parent),
                     "PATH": os.environ.get("PATH", "").replace(f"{venv_bin}:", "")})
-    settings = local.settings
     executor_jit = ["--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1"]
-    return subprocess.run([str(venv_bin / "spark-submit"), *submit_args(settings), *TEST_JVM_ARGS, *executor_jit,
-                           "--conf", "spark.driver.memory=1500m", str(PROJECT_ROOT / "jobs" / f"{job}.py"), *args],
-                          capture_output=True, text=True, env=run_env, timeout=900)
+    command = [str(venv_bin / "spark-submit"), *submit_args(local.settings), *TEST_JVM_ARGS, *executor_jit,
+               "--conf", "spark.driver.memory=1500m", str(PROJECT_ROOT / "jobs" / f"{job}.py"), *args]
+    return command, run_env
+
+
+def submit(local: LocalCluster, env: dict[str, str], job: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command, run_env = submit_command(local, env, job, *args)
+    return subprocess.run(command, capture_output=True, text=True, env=run_env, timeout=900)
+
+
+def submit_watched(local: LocalCluster, env: dict[str, str], job: str, args: list[str], when: str,
+                   then: Callable[[], object]) -> tuple[int, str]:
+    """Submit a job and call `then()` once its output has a line starting with `when` (mid-job);
+    returns the exit code and the output (standard output and error, interleaved)."""
+    command, run_env = submit_command(local, env, job, *args)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env)
+    assert process.stdout is not None
+    out: list[str] = []
+    fired = False
+    for line in process.stdout:
+        out.append(line)
+        if not fired and line.startswith(when):
+            then()
+            fired = True
+    code = process.wait(timeout=600)
+    assert fired, f"never saw {when!r}: {''.join(out)[-3000:]}"
+    return code, "".join(out)
 
 
 def log_files(settings: Settings) -> list[str]:
@@ -183,3 +202,36 @@ def test_the_pipeline_runs_on_the_cluster_and_equals_the_embedded_run(spark, set
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[ingest_captures] nothing new" in again.stdout
     assert log_files(lake) == before
+
+
+
+def metric_rows(lake: Settings, run_id: str) -> list[tuple[object, ...]]:
+    sql = f"select {', '.join(METRIC_COLUMNS)} from delta.gold.detection_metrics where run_id = '{run_id}'"
+    return sorted((tuple(r) for r in query(lake, sql)), key=repr)
+
+
+def test_a_lost_worker_and_a_stopped_store_mid_job(cluster) -> None:  # type: ignore[no-untyped-def]
+    """Runs after the pipeline test (the same module's cluster and lake). A worker killed while a job
+    runs: Spark moves its tasks to the other worker and the job's numbers are the clean run's. The
+    store stopped while a job runs: the job stops with a message naming the store, publishes nothing
+    half-done, and a rerun once the store is back converges to the clean run's numbers."""
+    lake, env, local = cluster
+    clean = {run: metric_rows(lake, run) for run in ("person-v1", "person-v2")}
+    assert all(clean.values()), "the pipeline test runs first and leaves the lake evaluated"
+
+    code, out = submit_watched(local, env, "evaluate", ["--run", "person-v1"], "[evaluate] matching",
+                               lambda: local.stop("worker1", timeout=0.0))
+    assert code == 0, out[-3000:]
+    assert len(local.alive_workers()) == 1
+    assert metric_rows(lake, "person-v1") == clean["person-v1"]
+    local.start("worker1")
+
+    code, out = submit_watched(local, env, "evaluate", ["--run", "person-v2"], "[evaluate] matching",
+                               lambda: local.stop("store"))
+    assert code == 3, out[-3000:]
+    assert f"[evaluate] error: the object store at {lake.s3_endpoint} cannot be reached" in out, out[-3000:]
+    local.up(timeout=180, progress=lambda _m: None)
+    again = submit(local, env, "evaluate", "--run", "person-v2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert metric_rows(lake, "person-v2") == clean["person-v2"]
+    assert metric_rows(lake, "person-v1") == clean["person-v1"]
