@@ -87,8 +87,9 @@ def publish(spark: SparkSession, settings: Settings, prog: str, names: list[str]
     from scenelake import delta_io
     from scenelake.trino_client import register_tables
 
-    names = names + [t for t in (quality.RESULTS, quality.ACCEPTANCES)
-                     if t not in names and delta_io.table_exists(spark, settings, t)]
+    # A table the job did not write yet (gold.tracking_metrics before any tracked capture) is left out.
+    names = [t for t in dict.fromkeys([*names, quality.RESULTS, quality.ACCEPTANCES])
+             if delta_io.table_exists(spark, settings, t)]
     register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
     print(f"[{prog}] {len(names)} table(s) registered in Trino")
     refresh_access_rules(settings)
