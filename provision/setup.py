@@ -27,14 +27,15 @@ VENV = Path(os.environ.get("SCENELAKE_VENV", ROOT / ".venv"))
 STAMPS = CACHE / "stamps"
 LOGS = CACHE / "logs"
 
-DELTA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+# A project with one dependency, for `mvn dependency:copy-dependencies` to resolve it with its own.
+ONE_DEPENDENCY_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>scenelake</groupId>
-  <artifactId>delta-jars</artifactId>
+  <artifactId>{name}</artifactId>
   <version>1</version>
   <dependencies>
     <dependency>
-      <groupId>io.delta</groupId>
+      <groupId>{group}</groupId>
       <artifactId>{artifact}</artifactId>
       <version>{version}</version>
     </dependency>
@@ -185,7 +186,8 @@ def setup_delta_jars(pins: dict[str, str]) -> None:
     log(f"resolving io.delta:{artifact}:{pins['DELTA_VERSION']} and its dependencies with Maven into {target}")
     pom = CACHE / "delta-jars.pom.xml"
     CACHE.mkdir(parents=True, exist_ok=True)
-    pom.write_text(DELTA_POM.format(artifact=artifact, version=pins["DELTA_VERSION"]))
+    pom.write_text(ONE_DEPENDENCY_POM.format(name="delta-jars", group="io.delta", artifact=artifact,
+                                             version=pins["DELTA_VERSION"]))
     shutil.rmtree(target, ignore_errors=True)
     run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
                 f"-DoutputDirectory={target}", "-DincludeScope=runtime",
@@ -273,22 +275,6 @@ def setup_trino_cli(pins: dict[str, str]) -> None:
     write_stamp("trino-cli", version)
 
 
-S3_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>scenelake</groupId>
-  <artifactId>s3-jars</artifactId>
-  <version>1</version>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.hadoop</groupId>
-      <artifactId>hadoop-aws</artifactId>
-      <version>{version}</version>
-    </dependency>
-  </dependencies>
-</project>
-"""
-
-
 def spark_hadoop_version() -> str:
     """The Hadoop version pyspark ships (its hadoop-client-api jar): hadoop-aws must be the same."""
     jars = sorted((VENV / "lib").glob("python3*/site-packages/pyspark/jars/hadoop-client-api-*.jar"))
@@ -314,7 +300,8 @@ def setup_s3_jars(pins: dict[str, str]) -> None:
         "(about 650 MB, once)")
     pom = CACHE / "s3-jars.pom.xml"
     CACHE.mkdir(parents=True, exist_ok=True)
-    pom.write_text(S3_POM.format(version=version))
+    pom.write_text(ONE_DEPENDENCY_POM.format(name="s3-jars", group="org.apache.hadoop", artifact="hadoop-aws",
+                                             version=version))
     shutil.rmtree(target, ignore_errors=True)
     run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
                 f"-DoutputDirectory={target}", "-DincludeScope=runtime"],
