@@ -88,7 +88,7 @@ TEST_SPARK_CONF = {
 # tier alone gets a 48 MiB code cache, which a test process fills within a minute (the JVM then logs
 # "CodeCache is full. Compiler has been disabled" and interprets every method it meets later): 512 MiB
 # keeps the compiler on for the whole run (the gates' clean lake: 94.5 s -> 80.2 s).
-# The spark-submit test passes the same arguments.
+# The spark-submit tests (tests/integration/test_cluster.py) pass the same arguments.
 TEST_JVM_ARGS = ["--conf", "spark.sql.codegen.wholeStage=false", "--conf", "spark.sql.codegen.factoryMode=NO_CODEGEN",
                  "--driver-java-options", "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=512m"]
 TEST_SUBMIT_ARGS = shlex.join([*TEST_JVM_ARGS, "pyspark-shell"])

@@ -8,22 +8,16 @@ start from.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pyspark
 import pytest
 
 from jobs.ingest_captures import BRONZE, QUARANTINE, SILVER, SUBJECTS, run
 from scenelake import delta_io
 from scenelake.quality import QualityGateFailed
 from scenelake.settings import PROJECT_ROOT, Settings
-from scenelake.spark import submit_args
 from scenelake.trino_client import query, register_tables
-from tests.conftest import TEST_JVM_ARGS
 from tests.frames import as_rows
 
 pytestmark = pytest.mark.integration
@@ -155,20 +149,3 @@ def test_a_batch_with_no_good_line_is_stopped_by_the_gate(spark, lake) -> None: 
     assert [f.summary() for f in stopped.value.failures] == ["expect_table_row_count_to_be_between [fail]"]
     assert versions(spark, lake)[1] is None
     assert not delta_io.table_exists(spark, lake, SUBJECTS)
-
-
-def test_the_same_job_runs_under_spark_submit(spark, lake) -> None:  # type: ignore[no-untyped-def]
-    land(lake, "captures-2026-11-01.jsonl")
-    venv_bin = Path(sys.executable).parent
-    # As a scheduler would call it: no activated virtualenv, only SPARK_HOME and the Python to use.
-    env = {**os.environ, "SCENELAKE_LAKE_ROOT": lake.lake_root, "SCENELAKE_LANDING_ROOT": lake.landing_root,
-           "SPARK_HOME": str(Path(pyspark.__file__).parent), "PYSPARK_PYTHON": sys.executable,
-           "PATH": os.environ.get("PATH", "").replace(f"{venv_bin}:", "")}
-    spark_submit = str(venv_bin / "spark-submit")
-    # With the test session's JIT and codegen settings (TEST_JVM_ARGS): they change no result.
-    done = subprocess.run([spark_submit, *submit_args(lake), *TEST_JVM_ARGS, "--conf", "spark.driver.memory=1g",
-                           str(PROJECT_ROOT / "jobs" / "ingest_captures.py"), "--no-register"],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "[ingest_captures] silver.captures published: 12 rows" in done.stdout
-    assert delta_io.read_table(spark, lake, SILVER).count() == 12
