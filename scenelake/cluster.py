@@ -311,6 +311,18 @@ class LocalCluster:
             return []
         return [w for w in workers if isinstance(w, dict) and w.get("state") == "ALIVE"]
 
+    def peak_memory_mib(self) -> dict[str, int]:
+        """Each running part's peak resident memory (VmHWM of its process, its executors not included)."""
+        peaks = {}
+        for part in self.parts():
+            pid = self._pid(part)
+            status = Path(f"/proc/{pid}/status")
+            if pid is not None and status.exists():
+                line = next((ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:")), None)
+                if line:
+                    peaks[part] = int(line.split()[1]) // 1024
+        return peaks
+
     def down(self) -> list[str]:
         """Stop every part, Trino and the workers first; returns those that were running."""
         stopped = ["trino"] if self.trino().down() else []

@@ -76,6 +76,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings
     try:
         local.up(timeout=300, progress=lambda _m: None)
         yield settings, env, local
+        peaks = local.peak_memory_mib()
+        trino = local.trino().peak_memory_kib()
+        MEASURED["cluster-local peak resident memory"] = ", ".join(
+            [f"{part} {mib} MiB" for part, mib in peaks.items()] + ([f"trino {trino // 1024} MiB"] if trino else []))
     finally:
         local.down()
 
