@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from scenelake.settings import PROJECT_ROOT, SettingsError, load_settings
@@ -38,3 +40,51 @@ def test_unknown_environment_names_the_known_ones() -> None:
 def test_unknown_layer_is_an_error() -> None:
     with pytest.raises(SettingsError, match="unknown layer 'platinum'"):
         load_settings("embedded").table_path("platinum", "t")
+
+
+def cluster_local(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    for key in ("LAKE_ROOT", "LANDING_ROOT", "STATE_DIR", "TRINO_PORT", "SPARK_MASTER", "S3_ENDPOINT"):
+        monkeypatch.delenv(f"SCENELAKE_{key}", raising=False)
+    return load_settings("cluster-local")
+
+
+def test_the_local_cluster_derives_every_s3_setting_from_its_profile(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    from scenelake.spark import SparkSetupError, on_this_machine, s3_conf
+    from scenelake.trino_server import filesystem_properties
+
+    settings = cluster_local(monkeypatch)
+    assert settings.trino_location("silver", "captures") == "s3://scenelake-lake/lake/silver/captures"
+    # The jars' folder as `make setup-cluster` leaves it (only the file names are read here).
+    monkeypatch.setenv("SCENELAKE_CACHE", str(tmp_path))
+    with pytest.raises(SparkSetupError, match="run `make setup-cluster` first"):
+        s3_conf(settings)
+    (tmp_path / "s3-jars").mkdir()
+    (tmp_path / "s3-jars" / "hadoop-aws-3.4.2.jar").write_bytes(b"")
+    jars = str(tmp_path / "s3-jars" / "*")
+    assert s3_conf(settings) == {
+        "spark.driver.extraClassPath": jars, "spark.executor.extraClassPath": jars,
+        "spark.hadoop.fs.s3a.endpoint.region": "us-east-1", "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:18333",
+        "spark.hadoop.fs.s3a.path.style.access": "true", "spark.hadoop.fs.s3a.connection.ssl.enabled": "false"}
+    # The keys stay out of the catalog file: Trino reads them from its environment.
+    assert filesystem_properties(settings).splitlines() == [
+        "fs.native-s3.enabled=true", "s3.region=us-east-1", "s3.endpoint=http://127.0.0.1:18333",
+        "s3.path-style-access=true", "s3.aws-access-key=${ENV:AWS_ACCESS_KEY_ID}",
+        "s3.aws-secret-key=${ENV:AWS_SECRET_ACCESS_KEY}"]
+    assert on_this_machine(settings.spark_master) and on_this_machine("local[2]")
+    assert not on_this_machine("spark://spark-master:7077") and not on_this_machine("spark://127.0.0.10:7077")
+    assert s3_conf(load_settings("embedded").with_overrides(lake_root="/x", landing_root="/y")) == {}
+
+
+def test_an_unreachable_store_is_named_and_other_errors_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scenelake.objectstore import unreachable
+
+    settings = cluster_local(monkeypatch)
+    refused = RuntimeError("getFileStatus on s3a://scenelake-lake/lake/bronze/_delta_log: SdkClientException: "
+                           "Unable to execute HTTP request: Connect to 127.0.0.1:18333 failed: Connection refused")
+    assert unreachable(settings, refused) == (
+        "the object store at http://127.0.0.1:18333 cannot be reached (Unable to execute HTTP request): "
+        "`scenelake cluster status` says whether it runs. Nothing half-done is published: rerun the job "
+        "once the store is back and it carries on from the last commit")
+    assert unreachable(settings, RuntimeError("AccessDenied: 403")) is None
+    assert unreachable(load_settings("embedded").with_overrides(lake_root="/x", landing_root="/y"), refused) is None
