@@ -70,6 +70,24 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _exits(pid: int, within: float) -> bool:
+    """Whether the process ends within `within` seconds (reaped when it is our child)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.3)
+
+
 def _json(url: str) -> dict[str, object] | None:
     try:
         with urllib.request.urlopen(url, timeout=3) as resp:
@@ -223,22 +241,9 @@ class LocalCluster:
             try:
                 os.killpg(pid, sig)
             except OSError:
+                break  # the group is gone already
+            if _exits(pid, wait):
                 break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                try:
-                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                        break
-                except ChildProcessError:
-                    pass
-                try:
-                    os.kill(pid, 0)
-                except OSError:
-                    break
-                time.sleep(0.3)
-            else:
-                continue
-            break
         self._pid_file(part).unlink(missing_ok=True)
         return True
 
@@ -313,15 +318,10 @@ class LocalCluster:
 
     def peak_memory_mib(self) -> dict[str, int]:
         """Each running part's peak resident memory (VmHWM of its process, its executors not included)."""
-        peaks = {}
-        for part in self.parts():
-            pid = self._pid(part)
-            status = Path(f"/proc/{pid}/status")
-            if pid is not None and status.exists():
-                line = next((ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:")), None)
-                if line:
-                    peaks[part] = int(line.split()[1]) // 1024
-        return peaks
+        from scenelake.trino_server import peak_resident_kib
+
+        peaks = {part: peak_resident_kib(self._pid(part)) for part in self.parts()}
+        return {part: kib // 1024 for part, kib in peaks.items() if kib is not None}
 
     def down(self) -> list[str]:
         """Stop every part, Trino and the workers first; returns those that were running."""

@@ -243,13 +243,16 @@ class TrinoServer:
 
     def peak_memory_kib(self) -> int | None:
         """The server process's peak resident memory (VmHWM), for reports."""
-        pid = self._pid()
-        if pid is None:
-            return None
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
+        return peak_resident_kib(self._pid())
+
+
+def peak_resident_kib(pid: int | None) -> int | None:
+    """A running process's peak resident memory (VmHWM) in KiB; None when it does not run."""
+    status = Path(f"/proc/{pid}/status")
+    if pid is None or not status.exists():
         return None
+    line = next((ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:")), None)
+    return int(line.split()[1]) if line else None
 
 
 def filesystem_properties(settings: Settings) -> str:
