@@ -22,7 +22,7 @@ help: ## List the targets
 setup: ## Install everything (venv, Delta jars, Trino) once; later runs download nothing
 	@$(PYTHON) provision/setup.py
 
-setup-cluster: setup ## Also the local cluster's parts (S3A jars, SeaweedFS built with Go), once
+setup-cluster: setup ## Also the local cluster's parts (S3A jars, SeaweedFS built with Go, the Hive metastore), once
 	@$(PYTHON) provision/setup.py --cluster
 
 run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeline, print the tables from Trino
@@ -38,7 +38,7 @@ run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeli
 test: setup ## The suite every change waits for: unit and integration tests against real Spark, Delta, Trino and GE
 	@$(BIN)/pytest $(XDIST) -m "not long and not cluster"
 
-test-cluster: setup-cluster ## The local cluster's tests (S3 store, Spark master and workers, Trino on S3); CI runs them after make test
+test-cluster: setup-cluster ## The local cluster's tests (S3 store, Hive metastore, Spark master and workers, Trino on S3); CI runs them after make test
 	@$(BIN)/pytest -m cluster
 
 test-long: setup ## The long end-to-end scenarios (crash safety, incremental = from scratch), tens of minutes

@@ -38,16 +38,16 @@ from pyspark.sql import SparkSession
 
 from scenelake import delta_io, maintenance
 from scenelake.contracts import all_contracts
-from scenelake.job import job_main, releases_cache
+from scenelake.job import job_main, register, releases_cache
 from scenelake.settings import Settings
 
 
-def _analyzer(settings: Settings, name: str) -> Callable[[], None]:
+def _analyzer(spark: SparkSession, settings: Settings, name: str) -> Callable[[], None]:
     def analyze() -> None:
-        from scenelake.trino_client import query, quote, register_tables
+        from scenelake.trino_client import query, quote
 
         layer, table = name.split(".")
-        register_tables(settings, [(layer, table)])  # the table may be new to Trino; flushes its cache
+        register(spark, settings, [name])  # the table may be new to Trino; flushes its cache
         query(settings, f"analyze {quote(settings.trino_catalog)}.{quote(layer)}.{quote(table)}")
     return analyze
 
@@ -72,7 +72,7 @@ def run(spark: SparkSession, settings: Settings, progress: maintenance.Progress 
             allow_unsafe_retention=allow_unsafe_retention, min_small_files=settings.compact_min_small_files,
             small_file_bytes=settings.compact_small_file_mb * 2**20,
             target_file_bytes=settings.compact_target_file_mb * 2**20,
-            analyze=_analyzer(settings, name) if analyze else None, progress=progress,
+            analyze=_analyzer(spark, settings, name) if analyze else None, progress=progress,
             ledger_at=maintenance.ledger_path(settings.lake_root, name), recheck=recheck)
         progress(f"[maintain] {report.line()} ({time.monotonic() - started:.0f}s)")
         reports.append(report)

@@ -37,7 +37,7 @@ ONE_DEPENDENCY_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
     <dependency>
       <groupId>{group}</groupId>
       <artifactId>{artifact}</artifactId>
-      <version>{version}</version>
+      <version>{version}</version>{exclusions}
     </dependency>
   </dependencies>
 </project>
@@ -186,7 +186,7 @@ def setup_delta_jars(pins: dict[str, str]) -> None:
     log(f"resolving io.delta:{artifact}:{pins['DELTA_VERSION']} and its dependencies with Maven into {target}")
     pom = CACHE / "delta-jars.pom.xml"
     CACHE.mkdir(parents=True, exist_ok=True)
-    pom.write_text(ONE_DEPENDENCY_POM.format(name="delta-jars", group="io.delta", artifact=artifact,
+    pom.write_text(ONE_DEPENDENCY_POM.format(name="delta-jars", exclusions="", group="io.delta", artifact=artifact,
                                              version=pins["DELTA_VERSION"]))
     shutil.rmtree(target, ignore_errors=True)
     run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
@@ -300,7 +300,8 @@ def setup_s3_jars(pins: dict[str, str]) -> None:
         "(about 650 MB, once)")
     pom = CACHE / "s3-jars.pom.xml"
     CACHE.mkdir(parents=True, exist_ok=True)
-    pom.write_text(ONE_DEPENDENCY_POM.format(name="s3-jars", group="org.apache.hadoop", artifact="hadoop-aws",
+    pom.write_text(ONE_DEPENDENCY_POM.format(name="s3-jars", exclusions="", group="org.apache.hadoop",
+                                             artifact="hadoop-aws",
                                              version=version))
     shutil.rmtree(target, ignore_errors=True)
     run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
@@ -337,6 +338,42 @@ def setup_seaweedfs(pins: dict[str, str]) -> None:
     write_stamp("seaweedfs", f"{module}@{version}")
 
 
+# jdk.tools is a Java 8 system-path jar that a newer JDK does not have.
+METASTORE_EXCLUSIONS = """
+      <exclusions>
+        <exclusion><groupId>jdk.tools</groupId><artifactId>jdk.tools</artifactId></exclusion>
+      </exclusions>"""
+# The metastore runs on the Hadoop that pyspark ships (with S3A from .cache/s3-jars), not on the
+# Hadoop 2 its POM names (whose other dependencies it still needs), and logs through log4j 2 only.
+METASTORE_DROPPED = re.compile(r"^(hadoop-.*|slf4j-log4j12-.*|log4j-1\.2\.\d+)\.jar$")
+
+
+def setup_metastore(pins: dict[str, str]) -> None:
+    """The shared Hive metastore of the local cluster: the standalone metastore server and its
+    dependencies (DataNucleus, embedded Derby, Thrift) into .cache/metastore-jars."""
+    version = pins["HIVE_METASTORE_VERSION"]
+    target = CACHE / "metastore-jars"
+    if stamp_ok("metastore", version) and any(target.glob("hive-standalone-metastore-*.jar")):
+        log(f"Hive metastore jars up to date ({target})")
+        return
+    mvn = require_tool("mvn", "apt-get install maven")
+    log(f"resolving org.apache.hive:hive-standalone-metastore:{version} with Maven into {target} (about 50 MB)")
+    pom = CACHE / "metastore.pom.xml"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    pom.write_text(ONE_DEPENDENCY_POM.format(name="metastore", group="org.apache.hive",
+                                             artifact="hive-standalone-metastore", version=version,
+                                             exclusions=METASTORE_EXCLUSIONS))
+    shutil.rmtree(target, ignore_errors=True)
+    run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
+                f"-DoutputDirectory={target}", "-DincludeScope=runtime"],
+               "maven-metastore.log", "resolving the Hive metastore", maven_hint)
+    for jar in target.glob("*.jar"):
+        if METASTORE_DROPPED.match(jar.name):
+            jar.unlink()
+    log(f"kept {len(list(target.glob('*.jar')))} metastore jars")
+    write_stamp("metastore", version)
+
+
 def local_maven_repo() -> Path:
     for arg in maven_args():
         if arg.startswith("-Dmaven.repo.local="):
@@ -346,10 +383,12 @@ def local_maven_repo() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["check", "venv", "jars", "trino", "trino-cli", "s3-jars", "seaweedfs"],
+    parser.add_argument("--only", choices=["check", "venv", "jars", "trino", "trino-cli", "s3-jars", "seaweedfs",
+                                            "metastore"],
                         help="run one step (default: all but the cluster's)")
     parser.add_argument("--cluster", action="store_true",
-                        help="the local cluster's parts (S3A jars, SeaweedFS) instead of the embedded ones")
+                        help="the local cluster's parts (S3A jars, SeaweedFS, the Hive metastore) instead of the "
+                             "embedded ones")
     args = parser.parse_args(argv)
     pins = read_versions()
     steps = {
@@ -360,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         "trino-cli": lambda: setup_trino_cli(pins),
         "s3-jars": lambda: setup_s3_jars(pins),
         "seaweedfs": lambda: setup_seaweedfs(pins),
+        "metastore": lambda: setup_metastore(pins),
     }
-    cluster_steps = {"s3-jars", "seaweedfs"}
+    cluster_steps = {"s3-jars", "seaweedfs", "metastore"}
     try:
         for name, step in steps.items():
             if args.only == name or (args.only is None and (name in cluster_steps) == args.cluster):

@@ -281,7 +281,8 @@ def submit_args_cmd() -> None:
 @main.group()
 def cluster() -> None:
     """Start, stop and inspect the local cluster (SCENELAKE_ENV=cluster-local): a Spark standalone
-    master and two workers, an S3 object store holding the landing zone and the lake, and Trino on it.
+    master and two workers, an S3 object store holding the landing zone and the lake, a Hive metastore
+    that Spark and Trino share, and Trino on it.
 
     \b
     Quick start:  export SCENELAKE_ENV=cluster-local
@@ -304,8 +305,8 @@ def _cluster():  # type: ignore[no-untyped-def]
 @cluster.command("up")
 @click.option("--timeout", default=180, show_default=True, help="seconds to wait for every part")
 def cluster_up(timeout: int) -> None:
-    """Start the object store, the Spark master, the workers and Trino (those already running stay) and
-    wait until the workers have registered and Trino takes queries."""
+    """Start the object store, the Hive metastore, the Spark master, the workers and Trino (those
+    already running stay) and wait until the workers have registered and Trino takes queries."""
     from scenelake.cluster import ClusterError
 
     try:

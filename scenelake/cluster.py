@@ -9,9 +9,12 @@ profile in miniature on this machine's loopback, every part a real server in its
   pyspark. Jobs connect to the master the profile names (`spark_master`); the workers' executors
   reach the store with the same credentials, given to them in their environment.
 
+- A Hive metastore (the standalone metastore server from Maven Central, `make setup-cluster`) on an
+  embedded Derby database under state_dir/cluster, shared by Spark and Trino: the jobs register each
+  table they write in it, and Trino reads them from it. It reaches the store through S3A (to make
+  the folders of the schemas and tables Trino creates) with the same keys.
 - A Trino server (scenelake.trino_server, as `scenelake trino up` starts it) reading the same lake
-  through its native S3 file system, with the same generated access rules; its file metastore is
-  in the lake bucket (`_trino_metastore`), so Trino needs no local file system.
+  through its native S3 file system and the shared metastore, with the same generated access rules.
 
 Every process writes its log under state_dir/cluster/log (Trino: state_dir/trino/log); `down` stops
 them in the reverse order.
@@ -19,6 +22,7 @@ them in the reverse order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -88,6 +92,20 @@ def _exits(pid: int, within: float) -> bool:
         time.sleep(0.3)
 
 
+def _exited(pid: int) -> bool:
+    """A process that has exited but not been reaped (a part this process started and that died):
+    reaped here, so that it is seen as gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state != "Z":
+        return False
+    with contextlib.suppress(ChildProcessError):  # not our child: its own parent reaps it
+        os.waitpid(pid, os.WNOHANG)
+    return True
+
+
 def _json(url: str) -> dict[str, object] | None:
     try:
         with urllib.request.urlopen(url, timeout=3) as resp:
@@ -105,6 +123,7 @@ class LocalCluster:
         self.root = settings.state_dir / "cluster"
         self.master_host, self.master_port = _host_port(settings.spark_master, "spark_master")
         self.s3_host, self.s3_port = _host_port(settings.s3_endpoint, "s3_endpoint")
+        self.metastore_port = _host_port(settings.metastore_uri, "metastore_uri")[1] if settings.metastore_uri else None
         if "127.0.0.1" not in (self.master_host, self.s3_host) and "localhost" not in (self.master_host, self.s3_host):
             raise ClusterError("the local cluster runs on loopback only: spark_master and s3_endpoint must name "
                                "127.0.0.1 or localhost")
@@ -190,6 +209,22 @@ class LocalCluster:
                 f"-filer.port={ports['weed_filer']}", "-webdav=false", "-admin.ui=false",
                 "-master.telemetry=false", f"-bucket={','.join(self.buckets())}"]
 
+    def _metastore_command(self) -> list[str]:
+        from scenelake.spark import spark_java_home
+
+        jars = self.settings.cache_dir / "metastore-jars"
+        if not any(jars.glob("hive-standalone-metastore-*.jar")):
+            raise ClusterError(f"the Hive metastore is not installed in {jars}: run `make setup-cluster`")
+        conf = self.root / "metastore-conf"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "metastore-site.xml").write_text(metastore_site(self.settings, self.root / "metastore_db"))
+        hadoop = sorted((self.spark_home() / "jars").glob("hadoop-client-*.jar"))
+        classpath = [str(conf), f"{jars}/*", *map(str, hadoop), str(self.settings.cache_dir / "s3-jars" / "*")]
+        java_home = spark_java_home()
+        java = str(Path(java_home) / "bin" / "java") if java_home else "java"
+        return [java, "-Xmx512m", f"-Dderby.system.home={self.root}", "-cp", ":".join(classpath),
+                "org.apache.hadoop.hive.metastore.HiveMetaStore"]
+
     def _master_command(self) -> list[str]:
         return [str(self.spark_home() / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master",
                 "--host", self.master_host, "--port", str(self.master_port),
@@ -203,11 +238,14 @@ class LocalCluster:
                 "--webui-port", str(self.ports()[f"worker{n}_ui"]), "--work-dir", str(work)]
 
     def parts(self) -> list[str]:
-        return ["store", "master", *(f"worker{i}" for i in range(1, WORKERS + 1))]
+        shared = ["metastore"] if self.metastore_port else []
+        return ["store", *shared, "master", *(f"worker{i}" for i in range(1, WORKERS + 1))]
 
     def _command(self, part: str) -> list[str]:
         if part == "store":
             return self._store_command()
+        if part == "metastore":
+            return self._metastore_command()
         if part == "master":
             return self._master_command()
         return self._worker_command(int(part.removeprefix("worker")))
@@ -218,7 +256,7 @@ class LocalCluster:
             os.kill(pid, 0)
         except (OSError, ValueError):
             return None
-        return pid
+        return None if _exited(pid) else pid
 
     def start(self, part: str) -> int:
         """Start one part (no-op when it runs); returns its pid."""
@@ -250,14 +288,20 @@ class LocalCluster:
     # --- the whole cluster -----------------------------------------------------------
     def up(self, timeout: float = 300.0, progress=print, trino: bool = True) -> list[PartStatus]:  # type: ignore[no-untyped-def]
         """Start every part that does not run yet, the store first, Trino last (`trino=False`: not Trino)."""
-        for part, port in (("store", self.s3_port), ("master", self.master_port)):
-            if self._pid(part) is None and _listening(port):
+        named = {"store": (self.s3_port, "S3_ENDPOINT"), "master": (self.master_port, "SPARK_MASTER"),
+                 "metastore": (self.metastore_port, "METASTORE_URI")}
+        for part, (port, key) in named.items():
+            if port and self._pid(part) is None and _listening(port):
                 raise ClusterError(f"port {port} ({part}) is in use by another process: stop it, or set "
-                                   f"SCENELAKE_{'S3_ENDPOINT' if part == 'store' else 'SPARK_MASTER'} to a free port")
+                                   f"SCENELAKE_{key} to a free port")
         deadline = time.monotonic() + timeout
         self.start("store")
         self._wait(deadline, "store", self._store_ready)
         progress(f"[cluster] object store ready at {self.settings.s3_endpoint} (buckets {', '.join(self.buckets())})")
+        if self.metastore_port:
+            self.start("metastore")
+            self._wait(deadline, "metastore", lambda: _listening(self.metastore_port))  # type: ignore[arg-type]
+            progress(f"[cluster] Hive metastore at {self.settings.metastore_uri}")
         self.start("master")
         self._wait(deadline, "master", lambda: _json(f"{self.master_ui}/json/") is not None)
         for i in range(1, WORKERS + 1):
@@ -338,6 +382,8 @@ class LocalCluster:
                 continue
             if part == "store":
                 detail = f"object store at {self.settings.s3_endpoint}"
+            elif part == "metastore":
+                detail = f"Hive metastore at {self.settings.metastore_uri}"
             elif part == "master":
                 detail = f"Spark master at {self.settings.spark_master}, UI {self.master_ui}"
             else:
@@ -347,3 +393,38 @@ class LocalCluster:
         trino = self.trino().status()
         found.append(PartStatus("trino", trino.ready, trino.pid, f"trino: {trino.detail}"))
         return found
+
+
+def metastore_site(settings: Settings, database: Path) -> str:
+    """The metastore's configuration: thrift port, Derby database, and S3A on the profile's store
+    (keys from the environment: S3A's default chain reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."""
+    from xml.sax.saxutils import escape
+
+    bucket = split(settings.lake_root)[0]
+    values = {
+        "metastore.thrift.port": str(_host_port(settings.metastore_uri, "metastore_uri")[1]),
+        # Schemas created without a location (Trino's ops, the curated views') get a folder here.
+        "metastore.warehouse.dir": f"s3a://{bucket}/_warehouse",
+        "javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={database};create=true",
+        "javax.jdo.option.ConnectionDriverName": "org.apache.derby.jdbc.EmbeddedDriver",
+        # The standalone jar has no schema scripts (the binary tarball does, Maven Central does not
+        # serve it): DataNucleus creates the schema on the first start.
+        "datanucleus.schema.autoCreateAll": "true",
+        "metastore.schema.verification": "false",
+        # The standalone server's own classes (the defaults name classes of Hive's full server).
+        "metastore.expression.proxy": "org.apache.hadoop.hive.metastore.DefaultPartitionExpressionProxy",
+        "metastore.task.threads.always": "org.apache.hadoop.hive.metastore.events.EventCleanerTask,"
+                                         "org.apache.hadoop.hive.metastore.RuntimeStatsCleanerTask",
+        "metastore.event.db.notification.api.auth": "false",
+        # Spark names the lake s3a://, Trino s3://: both are S3A here.
+        "fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "fs.s3a.endpoint": settings.s3_endpoint,
+        "fs.s3a.endpoint.region": settings.s3_region,
+        "fs.s3a.path.style.access": "true",
+        "fs.s3a.connection.ssl.enabled": str(settings.s3_endpoint.startswith("https:")).lower(),
+    }
+    values.update({k.removeprefix("spark.hadoop."): v for k, v in settings.spark_conf.items()
+                   if k.startswith("spark.hadoop.fs.s3a.")})
+    rows = "".join(f"  <property><name>{escape(k)}</name><value>{escape(v)}</value></property>\n"
+                   for k, v in values.items())
+    return f"<configuration>\n{rows}</configuration>\n"

@@ -28,6 +28,42 @@ def table_exists(spark: SparkSession, settings: Settings, name: str) -> bool:
     return DeltaTable.isDeltaTable(spark, settings.table_path(layer, table))
 
 
+def register_in_metastore(spark: SparkSession, settings: Settings, names: list[str]) -> list[str]:
+    """Make each table (a Delta table in the lake) known to the shared metastore at its lake location,
+    each layer as a schema whose folder is the layer's. Idempotent: a table registered at its location
+    is left alone, one registered elsewhere (a moved lake) is re-pointed. Returns those (re-)registered.
+    Only for profiles with a `metastore_uri`; the tables stay external (dropping one deletes no data)."""
+    from pyspark.sql.utils import AnalysisException
+
+    changed = []
+    for layer in sorted({n.split(".")[0] for n in names}):
+        spark.sql(f"create schema if not exists {quote(layer)} location '{sql_string(settings.table_path(layer, ''))}'")
+    for name in names:
+        layer, table = name.split(".")
+        path = settings.table_path(layer, table)
+        qualified = f"{quote(layer)}.{quote(table)}"
+        if spark.catalog.tableExists(table, layer):
+            try:
+                rows = spark.sql(f"describe table extended {qualified}").collect()
+                at = next((r[1] for r in rows if r[0] == "Location"), "")
+            except AnalysisException:  # its log is gone: registered where no table is any more
+                at = ""
+            if str(at).rstrip("/") == path.rstrip("/"):
+                continue
+            spark.sql(f"drop table {qualified}")
+        spark.sql(f"create table {qualified} using delta location '{sql_string(path)}'")
+        changed.append(name)
+    return changed
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def sql_string(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
 def read_table(spark: SparkSession, settings: Settings, name: str,
                version: int | None = None) -> DataFrame:
     layer, table = name.split(".")

@@ -85,14 +85,25 @@ def publish(spark: SparkSession, settings: Settings, prog: str, names: list[str]
 
     The gate's results are registered even when it stopped a batch: that is when people look."""
     from scenelake import delta_io
-    from scenelake.trino_client import register_tables
 
     # A table the job did not write yet (gold.tracking_metrics before any tracked capture) is left out.
     names = [t for t in dict.fromkeys([*names, quality.RESULTS, quality.ACCEPTANCES])
              if delta_io.table_exists(spark, settings, t)]
-    register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
-    print(f"[{prog}] {len(names)} table(s) registered in Trino")
+    register(spark, settings, names)
+    where = "the shared metastore" if settings.metastore_uri else "Trino"
+    print(f"[{prog}] {len(names)} table(s) registered in {where}")
     refresh_access_rules(settings)
     deployed = views.deploy(settings)
     if deployed:
         print(f"[{prog}] {len(deployed)} view(s) deployed: {', '.join(deployed)}")
+
+
+def register(spark: SparkSession, settings: Settings, names: list[str]) -> None:
+    """Make tables Spark wrote queryable in Trino: in the shared metastore (Spark registers them there,
+    Trino forgets its cached snapshots), or else in Trino's own metastore (CALL register_table)."""
+    from scenelake import delta_io
+    from scenelake.trino_client import register_tables
+
+    if settings.metastore_uri:
+        delta_io.register_in_metastore(spark, settings, names)
+    register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])

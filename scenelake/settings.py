@@ -67,6 +67,10 @@ class Settings:
     # Whether `scenelake trino up` runs a Trino server on this machine for this profile (embedded and
     # the local cluster); a cluster's Trino is run by its own deployment.
     trino_local: bool = True
+    # A Hive metastore (thrift://host:port) that Spark and Trino share: Spark registers each table it
+    # writes there and Trino reads them from it. Empty: no shared metastore; Trino keeps its own file
+    # metastore and the pipeline registers the tables in it (CALL register_table), as embedded does.
+    metastore_uri: str = ""
 
     @property
     def is_local_lake(self) -> bool:
@@ -155,6 +159,7 @@ def load_settings(env: str | None = None) -> Settings:
             s3_endpoint=str(raw.get("s3_endpoint", "")),
             s3_region=str(raw.get("s3_region", "us-east-1")),
             trino_local=_flag(raw.get("trino_local", True), "trino_local"),
+            metastore_uri=str(raw.get("metastore_uri", "")),
         )
     except KeyError as exc:
         raise SettingsError(f"{profile} lacks the key {exc.args[0]!r}") from exc

@@ -78,6 +78,19 @@ def s3_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def metastore_conf(settings: Settings) -> dict[str, str]:
+    """Spark's catalog in the shared Hive metastore (none without one: tables are paths, as embedded).
+
+    Spark's built-in Hive client (2.3) talks to it; the jobs register the tables they write there
+    (delta_io.register_in_metastore) and Trino reads them from it."""
+    if not settings.metastore_uri:
+        return {}
+    return {"spark.sql.catalogImplementation": "hive",
+            "spark.hadoop.hive.metastore.uris": settings.metastore_uri,
+            # Where a schema created without a location would go; the jobs give every one its layer's folder.
+            "spark.sql.warehouse.dir": f"{settings.lake_root.rstrip('/')}/_warehouse"}
+
+
 def on_this_machine(master: str) -> bool:
     """Spark's executors run here: local mode, or a standalone master on loopback (the local cluster)."""
     return master.startswith("local") or bool(re.match(r"spark://(127\.0\.0\.1|localhost)[:/]", master))
@@ -102,7 +115,7 @@ def get_spark(app_name: str = "scenelake", settings: Settings | None = None,
         from scenelake.objectstore import export_credentials
 
         export_credentials(settings)
-    conf = {**DELTA_CONF, **s3_conf(settings), **settings.spark_conf, **(extra_conf or {})}
+    conf = {**DELTA_CONF, **s3_conf(settings), **metastore_conf(settings), **settings.spark_conf, **(extra_conf or {})}
     conf.setdefault("spark.jars", ",".join(str(j) for j in delta_jars(settings)))
     if settings.spark_master.startswith("spark://") and on_this_machine(settings.spark_master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the local cluster talks over loopback only
@@ -125,6 +138,6 @@ def submit_args(settings: Settings | None = None) -> list[str]:
             "--jars", ",".join(str(j) for j in delta_jars(settings))]
     if on_this_machine(settings.spark_master):
         args += ["--conf", f"spark.pyspark.python={sys.executable}"]
-    for key, value in {**DELTA_CONF, **s3_conf(settings), **settings.spark_conf}.items():
+    for key, value in {**DELTA_CONF, **s3_conf(settings), **metastore_conf(settings), **settings.spark_conf}.items():
         args += ["--conf", f"{key}={value}"]
     return args

@@ -43,15 +43,25 @@ def literal(value: str) -> str:
 def register_tables(settings: Settings, tables: Iterable[tuple[str, str]]) -> list[str]:
     """Make each (layer, table) that Spark wrote queryable as delta.<layer>.<table>.
 
-    Idempotent: a table already registered at the same location is left alone (Trino reads the
-    schema from the Delta log, so schema changes need nothing); one registered elsewhere is
-    re-pointed. Returns the tables that were (re-)registered.
+    With a shared metastore (settings.metastore_uri) Spark has registered them there: only Trino's
+    cached snapshots are flushed. Otherwise they go into Trino's own metastore, idempotently: a table
+    already registered at the same location is left alone (Trino reads the schema from the Delta log,
+    so schema changes need nothing); one registered elsewhere is re-pointed. Returns the tables that
+    were (re-)registered.
     """
     catalog = settings.trino_catalog
     changed: list[str] = []
     conn = connect(settings)
     try:
         cur = conn.cursor()
+        if settings.metastore_uri:
+            # Spark registered them in the shared metastore (delta_io.register_in_metastore): Trino
+            # reads them from there and only forgets its cached snapshots (a table rewritten from scratch).
+            for layer, table in tables:
+                cur.execute(f"call {quote(catalog)}.system.flush_metadata_cache(schema_name => "
+                            f"{literal(layer)}, table_name => {literal(table)})")
+                cur.fetchall()
+            return changed
         for layer, table in tables:
             location = settings.trino_location(layer, table)
             cur.execute(f"create schema if not exists {quote(catalog)}.{quote(layer)}")

@@ -81,19 +81,23 @@ class TrinoServer:
             raise TrinoServerError(
                 f"the profile {self.settings.env!r} has a Trino cluster run by its own deployment (deploy/); "
                 "`scenelake trino up` only manages the single node of the embedded and cluster-local profiles")
-        if self.settings.is_local_lake:
-            metastore = self.root / "metastore"
-            metastore.mkdir(parents=True, exist_ok=True)
-            metastore_dir = f"local://{metastore}"
+        if self.settings.metastore_uri:
+            metastore = f"hive.metastore=thrift\nhive.metastore.uri={self.settings.metastore_uri}"
+        elif self.settings.is_local_lake:
+            catalog_dir = self.root / "metastore"
+            catalog_dir.mkdir(parents=True, exist_ok=True)
+            metastore = f"hive.metastore=file\nhive.metastore.catalog.dir=local://{catalog_dir}"
         else:
             # Beside the lake, in the same store: Trino needs no local file system at all.
-            metastore_dir = self.settings.trino_uri(f"{self.settings.lake_root.rstrip('/')}/_trino_metastore")
+            lake = self.settings.lake_root.rstrip("/")
+            catalog_uri = self.settings.trino_uri(lake + "/_trino_metastore")
+            metastore = f"hive.metastore=file\nhive.metastore.catalog.dir={catalog_uri}"
         values = {
             "port": str(self.settings.trino_port),
             "heap": self.settings.trino_heap,
             "query_max_memory_per_node": self.settings.trino_query_max_memory_per_node,
             "data_dir": str(self.data_dir),
-            "metastore_dir": metastore_dir,
+            "metastore": metastore,
             "filesystem": filesystem_properties(self.settings),
         }
         for template in TEMPLATES.rglob("*.tmpl"):

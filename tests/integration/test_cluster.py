@@ -1,5 +1,6 @@
 """The cluster profile in miniature (SCENELAKE_ENV=cluster-local, scenelake/cluster.py), for real: a
-SeaweedFS object store, a Spark standalone master with two workers and a Trino server on S3, all
+SeaweedFS object store, a Hive metastore that Spark and Trino share, a Spark standalone master with
+two workers and a Trino server on S3, all
 on loopback ports of this test. The pipeline is submitted to the master with spark-submit, as a
 scheduler submits it, on a generated landing zone uploaded to the store's landing bucket; the same
 files go through the embedded profile in the test session's Spark. The two lakes must hold the
@@ -46,6 +47,7 @@ def cluster_env(root: Path) -> dict[str, str]:
     return {"SCENELAKE_ENV": "cluster-local",
             "SCENELAKE_SPARK_MASTER": f"spark://127.0.0.1:{free_port()}",
             "SCENELAKE_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+            "SCENELAKE_METASTORE_URI": f"thrift://127.0.0.1:{free_port()}",
             "SCENELAKE_LAKE_ROOT": "s3a://scenelake-lake/test/lake",
             "SCENELAKE_LANDING_ROOT": "s3a://scenelake-landing/test/landing",
             "SCENELAKE_STATE_DIR": str(root / "state"),
@@ -173,11 +175,16 @@ def test_the_pipeline_runs_on_the_cluster_and_equals_the_embedded_run(spark, set
     written = [name for name in all_contracts() if delta_io.table_exists(spark, embedded, name)]
     assert {"silver.captures", "silver.predictions", "gold.detection_metrics", "ops.quarantine"} <= set(written)
     objects = objectstore.listing(lake, lake.lake_root)
+    assert not [o for o in objects if o.startswith("_trino_metastore/")]  # no metastore of Trino's own
     for name in written:
         layer, table = name.split(".")
         assert f"{layer}/{table}/_delta_log/00000000000000000000.json" in objects, name
         if name == "ops.quality_results":
             continue  # the cluster's pipeline also ran compare and maintain: compared below
+        # Spark registered it in the shared metastore (at its s3a:// location; Trino's register_table
+        # would have named it s3://), and Trino reads it from there.
+        ddl = query(lake, f"show create table delta.{layer}.{table}")[0][0]
+        assert f"location = '{lake.table_path(layer, table)}'" in ddl, (name, ddl)
         counted = query(lake, f"select count(*) from delta.{layer}.{table}")[0][0]
         assert counted == delta_io.read_table(spark, embedded, name).count(), name
     # The gates of the four jobs both ran judged the same numbers the same way.

@@ -43,7 +43,7 @@ def test_unknown_layer_is_an_error() -> None:
 
 
 def cluster_local(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    for key in ("LAKE_ROOT", "LANDING_ROOT", "STATE_DIR", "TRINO_PORT", "SPARK_MASTER", "S3_ENDPOINT"):
+    for key in ("LAKE_ROOT", "LANDING_ROOT", "STATE_DIR", "TRINO_PORT", "SPARK_MASTER", "S3_ENDPOINT", "METASTORE_URI"):
         monkeypatch.delenv(f"SCENELAKE_{key}", raising=False)
     return load_settings("cluster-local")
 
@@ -88,3 +88,37 @@ def test_an_unreachable_store_is_named_and_other_errors_are_not(monkeypatch: pyt
         "once the store is back and it carries on from the last commit")
     assert unreachable(settings, RuntimeError("AccessDenied: 403")) is None
     assert unreachable(load_settings("embedded").with_overrides(lake_root="/x", landing_root="/y"), refused) is None
+
+
+def test_the_shared_metastore_is_one_setting_for_spark_trino_and_the_metastore(monkeypatch: pytest.MonkeyPatch,
+                                                                                tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from scenelake.cluster import metastore_site
+    from scenelake.spark import metastore_conf
+    from scenelake.trino_server import TrinoServer
+
+    settings = cluster_local(monkeypatch).with_overrides(state_dir=tmp_path)
+    assert settings.metastore_uri == "thrift://127.0.0.1:19083"
+    assert metastore_conf(settings) == {
+        "spark.sql.catalogImplementation": "hive", "spark.hadoop.hive.metastore.uris": "thrift://127.0.0.1:19083",
+        "spark.sql.warehouse.dir": "s3a://scenelake-lake/lake/_warehouse"}
+    TrinoServer(settings).render_config()
+    catalog = (tmp_path / "trino" / "etc" / "catalog" / "delta.properties").read_text().splitlines()
+    assert "hive.metastore=thrift" in catalog and "hive.metastore.uri=thrift://127.0.0.1:19083" in catalog
+    assert not [line for line in catalog if line.startswith("hive.metastore.catalog.dir")]
+    site = {p.findtext("name"): p.findtext("value")
+            for p in ET.fromstring(metastore_site(settings, tmp_path / "db")).iter("property")}
+    assert site["metastore.thrift.port"] == "19083"
+    assert site["javax.jdo.option.ConnectionURL"] == f"jdbc:derby:;databaseName={tmp_path / 'db'};create=true"
+    assert site["fs.s3a.endpoint"] == "http://127.0.0.1:18333" and site["fs.s3.impl"].endswith("S3AFileSystem")
+    assert site["fs.s3a.retry.limit"] == "2"  # the profile's fail-fast S3A settings reach it too
+    assert not [k for k in site if "secret" in k or "access.key" in k]  # keys come from its environment
+
+    # Without one (embedded), Spark keeps path tables and Trino its own file metastore.
+    embedded = load_settings("embedded").with_overrides(state_dir=tmp_path / "embedded")
+    assert metastore_conf(embedded) == {}
+    TrinoServer(embedded).render_config()
+    catalog = (tmp_path / "embedded" / "trino" / "etc" / "catalog" / "delta.properties").read_text().splitlines()
+    assert "hive.metastore=file" in catalog
+    assert f"hive.metastore.catalog.dir=local://{tmp_path / 'embedded' / 'trino' / 'metastore'}" in catalog
