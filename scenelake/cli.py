@@ -279,6 +279,28 @@ def submit_args_cmd() -> None:
 
 
 @main.group()
+def deploy() -> None:
+    """The Kubernetes manifests of a real cluster (deploy/kubernetes): Spark jobs, the Hive metastore, Trino."""
+
+
+@deploy.command("render")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder to write into (default: deploy/kubernetes)")
+def deploy_render(out: Path | None) -> None:
+    """Regenerate the ConfigMaps that come from the code (Trino's catalog and access rules, the
+    metastore's settings) for the selected profile: run with SCENELAKE_ENV=cluster after a contract,
+    access-rule or profile change. The workloads beside them are written by hand."""
+    from scenelake import deploy as manifests
+    from scenelake.settings import SettingsError
+
+    try:
+        changed = manifests.render(load_settings(), out or manifests.DEPLOY_DIR)
+    except SettingsError as exc:
+        _fail(str(exc))
+    click.echo("\n".join(f"wrote {p}" for p in changed) if changed else "the manifests are up to date")
+
+
+@main.group()
 def cluster() -> None:
     """Start, stop and inspect the local cluster (SCENELAKE_ENV=cluster-local): a Spark standalone
     master and two workers, an S3 object store holding the landing zone and the lake, a Hive metastore

@@ -217,7 +217,7 @@ class LocalCluster:
             raise ClusterError(f"the Hive metastore is not installed in {jars}: run `make setup-cluster`")
         conf = self.root / "metastore-conf"
         conf.mkdir(parents=True, exist_ok=True)
-        (conf / "metastore-site.xml").write_text(metastore_site(self.settings, self.root / "metastore_db"))
+        (conf / "metastore-site.xml").write_text(metastore_site(self.settings, derby(self.root / "metastore_db")))
         hadoop = sorted((self.spark_home() / "jars").glob("hadoop-client-*.jar"))
         classpath = [str(conf), f"{jars}/*", *map(str, hadoop), str(self.settings.cache_dir / "s3-jars" / "*")]
         java_home = spark_java_home()
@@ -395,9 +395,16 @@ class LocalCluster:
         return found
 
 
-def metastore_site(settings: Settings, database: Path) -> str:
-    """The metastore's configuration: thrift port, Derby database, and S3A on the profile's store
-    (keys from the environment: S3A's default chain reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."""
+def derby(folder: Path) -> dict[str, str]:
+    """The local cluster's metastore database: embedded Derby in a folder."""
+    return {"javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={folder};create=true",
+            "javax.jdo.option.ConnectionDriverName": "org.apache.derby.jdbc.EmbeddedDriver"}
+
+
+def metastore_site(settings: Settings, database: dict[str, str]) -> str:
+    """The metastore's configuration: thrift port, its database (`javax.jdo.option.*`), and S3A on the
+    profile's store (keys from the environment: S3A's default chain reads AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY, or an instance role)."""
     from xml.sax.saxutils import escape
 
     bucket = split(settings.lake_root)[0]
@@ -405,8 +412,7 @@ def metastore_site(settings: Settings, database: Path) -> str:
         "metastore.thrift.port": str(_host_port(settings.metastore_uri, "metastore_uri")[1]),
         # Schemas created without a location (Trino's ops, the curated views') get a folder here.
         "metastore.warehouse.dir": f"s3a://{bucket}/_warehouse",
-        "javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={database};create=true",
-        "javax.jdo.option.ConnectionDriverName": "org.apache.derby.jdbc.EmbeddedDriver",
+        **database,
         # The standalone jar has no schema scripts (the binary tarball does, Maven Central does not
         # serve it): DataNucleus creates the schema on the first start.
         "datanucleus.schema.autoCreateAll": "true",
@@ -418,11 +424,11 @@ def metastore_site(settings: Settings, database: Path) -> str:
         "metastore.event.db.notification.api.auth": "false",
         # Spark names the lake s3a://, Trino s3://: both are S3A here.
         "fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-        "fs.s3a.endpoint": settings.s3_endpoint,
         "fs.s3a.endpoint.region": settings.s3_region,
-        "fs.s3a.path.style.access": "true",
-        "fs.s3a.connection.ssl.enabled": str(settings.s3_endpoint.startswith("https:")).lower(),
     }
+    if settings.s3_endpoint:  # a store of our own; empty: AWS itself
+        values.update({"fs.s3a.endpoint": settings.s3_endpoint, "fs.s3a.path.style.access": "true",
+                       "fs.s3a.connection.ssl.enabled": str(settings.s3_endpoint.startswith("https:")).lower()})
     values.update({k.removeprefix("spark.hadoop."): v for k, v in settings.spark_conf.items()
                    if k.startswith("spark.hadoop.fs.s3a.")})
     rows = "".join(f"  <property><name>{escape(k)}</name><value>{escape(v)}</value></property>\n"

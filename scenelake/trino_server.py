@@ -81,17 +81,9 @@ class TrinoServer:
             raise TrinoServerError(
                 f"the profile {self.settings.env!r} has a Trino cluster run by its own deployment (deploy/); "
                 "`scenelake trino up` only manages the single node of the embedded and cluster-local profiles")
-        if self.settings.metastore_uri:
-            metastore = f"hive.metastore=thrift\nhive.metastore.uri={self.settings.metastore_uri}"
-        elif self.settings.is_local_lake:
-            catalog_dir = self.root / "metastore"
-            catalog_dir.mkdir(parents=True, exist_ok=True)
-            metastore = f"hive.metastore=file\nhive.metastore.catalog.dir=local://{catalog_dir}"
-        else:
-            # Beside the lake, in the same store: Trino needs no local file system at all.
-            lake = self.settings.lake_root.rstrip("/")
-            catalog_uri = self.settings.trino_uri(lake + "/_trino_metastore")
-            metastore = f"hive.metastore=file\nhive.metastore.catalog.dir={catalog_uri}"
+        if not self.settings.metastore_uri and self.settings.is_local_lake:
+            (self.root / "metastore").mkdir(parents=True, exist_ok=True)
+        metastore = metastore_properties(self.settings, self.root / "metastore")
         values = {
             "port": str(self.settings.trino_port),
             "heap": self.settings.trino_heap,
@@ -257,6 +249,23 @@ def peak_resident_kib(pid: int | None) -> int | None:
         return None
     line = next((ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:")), None)
     return int(line.split()[1]) if line else None
+
+
+def metastore_properties(settings: Settings, local_dir: Path) -> str:
+    """The catalog's metastore: the shared Hive metastore (metastore_uri), or a file metastore of
+    Trino's own, in `local_dir` for a local lake and beside the lake in its bucket otherwise."""
+    if settings.metastore_uri:
+        return f"hive.metastore=thrift\nhive.metastore.uri={settings.metastore_uri}"
+    if settings.is_local_lake:
+        return f"hive.metastore=file\nhive.metastore.catalog.dir=local://{local_dir}"
+    catalog_dir = settings.trino_uri(settings.lake_root.rstrip("/") + "/_trino_metastore")
+    return f"hive.metastore=file\nhive.metastore.catalog.dir={catalog_dir}"
+
+
+def catalog_properties(settings: Settings) -> str:
+    """The Delta catalog file of a Trino cluster (deploy/): its metastore must be the shared one."""
+    return (TEMPLATES / "catalog" / "delta.properties.tmpl").read_text().format(
+        metastore=metastore_properties(settings, Path("/unused")), filesystem=filesystem_properties(settings))
 
 
 def filesystem_properties(settings: Settings) -> str:

@@ -94,7 +94,7 @@ def test_the_shared_metastore_is_one_setting_for_spark_trino_and_the_metastore(m
                                                                                 tmp_path: Path) -> None:
     import xml.etree.ElementTree as ET
 
-    from scenelake.cluster import metastore_site
+    from scenelake.cluster import derby, metastore_site
     from scenelake.spark import metastore_conf
     from scenelake.trino_server import TrinoServer
 
@@ -108,7 +108,7 @@ def test_the_shared_metastore_is_one_setting_for_spark_trino_and_the_metastore(m
     assert "hive.metastore=thrift" in catalog and "hive.metastore.uri=thrift://127.0.0.1:19083" in catalog
     assert not [line for line in catalog if line.startswith("hive.metastore.catalog.dir")]
     site = {p.findtext("name"): p.findtext("value")
-            for p in ET.fromstring(metastore_site(settings, tmp_path / "db")).iter("property")}
+            for p in ET.fromstring(metastore_site(settings, derby(tmp_path / "db"))).iter("property")}
     assert site["metastore.thrift.port"] == "19083"
     assert site["javax.jdo.option.ConnectionURL"] == f"jdbc:derby:;databaseName={tmp_path / 'db'};create=true"
     assert site["fs.s3a.endpoint"] == "http://127.0.0.1:18333" and site["fs.s3.impl"].endswith("S3AFileSystem")
