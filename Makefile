@@ -22,7 +22,7 @@ help: ## List the targets
 setup: ## Install everything (venv, Delta jars, Trino) once; later runs download nothing
 	@$(PYTHON) provision/setup.py
 
-setup-cluster: setup ## Also the local cluster's parts (S3A jars, SeaweedFS built with Go, the Hive metastore), once
+setup-cluster: setup ## Also the local cluster's parts (S3A jars, SeaweedFS built with Go, the Hive metastore, Dagster), once
 	@$(PYTHON) provision/setup.py --cluster
 
 run: setup ## Start Trino, generate a landing zone (CAPTURES=24), run the pipeline, print the tables from Trino

@@ -45,6 +45,10 @@ RUNS = "silver.model_runs"
 REGRESSION_EXIT = 3
 
 
+# The tables this job writes (the scheduler's assets: orchestration/definitions.py).
+WRITES = [COMPARISONS]
+
+
 @dataclass
 class ComparisonReport:
     pairs: list[tuple[str, str]] = field(default_factory=list)
@@ -286,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         reports.append(report)
         return report
 
-    code = job_main("compare", __doc__, run_and_keep, [COMPARISONS], argv, options)
+    code = job_main("compare", __doc__, run_and_keep, WRITES, argv, options)
     if code == 0 and reports and reports[0].fail_on_regression and reports[0].regressions:
         print(f"[compare] error: {reports[0].regressions} regression(s) flagged (--fail-on-regression)",
               file=sys.stderr)

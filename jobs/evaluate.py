@@ -44,6 +44,10 @@ KEYED = {"silver.frames": ["capture_id"], "silver.annotations": ["capture_id"],
 HEADLINE = ("ap", "ap50", "ap75", "ar100")
 
 
+# The tables this job writes (the scheduler's assets: orchestration/definitions.py).
+WRITES = [MATCHES, METRICS, TRACKING]
+
+
 @dataclass
 class EvaluationReport:
     runs: list[str] = field(default_factory=list)
@@ -230,7 +234,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return job_main("evaluate", __doc__, run, [MATCHES, METRICS, TRACKING], argv, options)
+    return job_main("evaluate", __doc__, run, WRITES, argv, options)
 
 
 if __name__ == "__main__":

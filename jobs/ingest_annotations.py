@@ -41,6 +41,10 @@ COCO_ANNOTATION = ("struct<id:long,image_id:long,category_id:long,bbox:array<dou
 COCO_ANNOTATION_FIELDS = ["id", "image_id", "category_id", "bbox", "area", "iscrowd", "keypoints", "num_keypoints"]
 
 
+# The tables this job writes (the scheduler's assets: orchestration/definitions.py).
+WRITES = [BRONZE, FRAMES, ANNOTATIONS, QUARANTINE]
+
+
 @dataclass(frozen=True)
 class Report:
     new_files: list[str]
@@ -298,7 +302,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
 
 
 def main(argv: list[str] | None = None) -> int:
-    return job_main("ingest_annotations", __doc__, run, [BRONZE, FRAMES, ANNOTATIONS, QUARANTINE], argv)
+    return job_main("ingest_annotations", __doc__, run, WRITES, argv)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,10 @@ FIELD_PATHS = {**DIRECT_PATHS, **{tag: f"scenario.{tag}" for tag in PROMOTED_TAG
 KNOWN_FIELDS = [f.name for f in MANIFEST_SCHEMA.fields]
 
 
+# The tables this job writes (the scheduler's assets: orchestration/definitions.py).
+WRITES = [BRONZE, SILVER, SUBJECTS, QUARANTINE]
+
+
 @dataclass(frozen=True)
 class IngestReport:
     new_files: list[str]
@@ -261,7 +265,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
 
 
 def main(argv: list[str] | None = None) -> int:
-    return job_main("ingest_captures", __doc__, run, [BRONZE, SILVER, SUBJECTS, QUARANTINE], argv)
+    return job_main("ingest_captures", __doc__, run, WRITES, argv)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,10 @@ RUN = ("struct<run_id:string,model_name:string,model_version:string,code_commit:
 FORMATS = {".json": "coco_results", ".txt": "mot", ".jsonl": "jsonl"}
 
 
+# The tables this job writes (the scheduler's assets: orchestration/definitions.py).
+WRITES = [BRONZE, RUNS, PREDICTIONS, QUARANTINE]
+
+
 def _fields(struct: str) -> list[str]:
     return [part.split(":")[0] for part in struct.removeprefix("struct<").split(",") if ":" in part]
 
@@ -381,7 +385,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
 
 
 def main(argv: list[str] | None = None) -> int:
-    return job_main("ingest_predictions", __doc__, run, [BRONZE, RUNS, PREDICTIONS, QUARANTINE], argv)
+    return job_main("ingest_predictions", __doc__, run, WRITES, argv)
 
 
 if __name__ == "__main__":

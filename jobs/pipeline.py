@@ -67,6 +67,13 @@ def run(spark: SparkSession, settings: Settings, progress=print, watch: bool = F
         progress("[pipeline] stopped")
 
 
+def plan() -> list[dict[str, object]]:
+    """The steps in order with the tables each writes (none named: it may touch any, as withdrawals
+    and maintenance do). The scheduler builds its assets from this (orchestration/definitions.py)."""
+    return [{"job": step.__name__.rsplit(".", 1)[-1], "writes": list(getattr(step, "WRITES", []))}
+            for step in STEPS]
+
+
 def run_step(spark: SparkSession, settings: Settings, step, progress) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     step.run(spark, settings, progress)

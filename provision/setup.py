@@ -374,6 +374,27 @@ def setup_metastore(pins: dict[str, str]) -> None:
     write_stamp("metastore", version)
 
 
+def setup_orchestrator() -> None:
+    """The scheduler's own virtualenv (.venv-dagster) from orchestration/requirements.txt: Dagster pins
+    its own grpcio and protobuf, so it is kept apart from the pipeline's."""
+    requirements = ROOT / "orchestration" / "requirements.txt"
+    key = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    venv = ROOT / ".venv-dagster"
+    python = venv / "bin" / "python"
+    if python.exists() and stamp_ok("orchestrator", key):
+        log(f"scheduler environment up to date ({venv})")
+        return
+    log(f"installing Dagster into {venv} (about 30 s)")
+    if not python.exists():
+        run_logged([sys.executable, "-m", "venv", str(venv)], "venv-dagster.log",
+                   "creating the scheduler's virtualenv", "install the venv module (apt-get install python3-venv)")
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
+    run_logged(pip + ["install", "-q", "-r", str(requirements)], "pip-dagster.log", "pip install (Dagster)", pip_hint)
+    run_logged(pip + ["check"], "pip-check-dagster.log", "pip check (Dagster)",
+               f"conflicting pins in {requirements}")
+    write_stamp("orchestrator", key)
+
+
 def local_maven_repo() -> Path:
     for arg in maven_args():
         if arg.startswith("-Dmaven.repo.local="):
@@ -384,11 +405,11 @@ def local_maven_repo() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=["check", "venv", "jars", "trino", "trino-cli", "s3-jars", "seaweedfs",
-                                            "metastore"],
+                                            "metastore", "orchestrator"],
                         help="run one step (default: all but the cluster's)")
     parser.add_argument("--cluster", action="store_true",
-                        help="the local cluster's parts (S3A jars, SeaweedFS, the Hive metastore) instead of the "
-                             "embedded ones")
+                        help="the local cluster's parts (S3A jars, SeaweedFS, the Hive metastore, Dagster) "
+                             "instead of the embedded ones")
     args = parser.parse_args(argv)
     pins = read_versions()
     steps = {
@@ -400,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         "s3-jars": lambda: setup_s3_jars(pins),
         "seaweedfs": lambda: setup_seaweedfs(pins),
         "metastore": lambda: setup_metastore(pins),
+        "orchestrator": setup_orchestrator,
     }
-    cluster_steps = {"s3-jars", "seaweedfs", "metastore"}
+    cluster_steps = {"s3-jars", "seaweedfs", "metastore", "orchestrator"}
     try:
         for name, step in steps.items():
             if args.only == name or (args.only is None and (name in cluster_steps) == args.cluster):

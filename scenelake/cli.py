@@ -278,6 +278,40 @@ def submit_args_cmd() -> None:
         _fail(str(exc))
 
 
+@main.command("plan")
+def plan_cmd() -> None:
+    """Print, as JSON for a scheduler, the pipeline's steps in order with the tables each writes, and
+    where this environment's Trino is (the scheduler's gate checks read ops.quality_results there)."""
+    import json
+
+    from jobs import pipeline
+
+    settings = load_settings()
+    trino = {"host": settings.trino_host, "port": settings.trino_port, "user": settings.trino_user,
+             "catalog": settings.trino_catalog}
+    click.echo(json.dumps({"env": settings.env, "steps": pipeline.plan(), "trino": trino}, indent=1))
+
+
+@main.command("landing-files")
+def landing_files_cmd() -> None:
+    """Print every file in the landing zone with its size, one per line ("path size"), sorted: a
+    scheduler's sensor starts the pipeline when this changes."""
+    settings = load_settings()
+    root = settings.landing_root
+    if root.startswith("s3a://"):
+        from scenelake import objectstore
+
+        try:
+            found = objectstore.sizes(settings, root)
+        except objectstore.ObjectStoreError as exc:
+            _fail(str(exc))
+    else:
+        base = Path(root.removeprefix("file://"))
+        found = {str(p.relative_to(base)): p.stat().st_size for p in base.rglob("*") if p.is_file()}
+    for name in sorted(found):
+        click.echo(f"{name} {found[name]}")
+
+
 @main.group()
 def deploy() -> None:
     """The Kubernetes manifests of a real cluster (deploy/kubernetes): Spark jobs, the Hive metastore, Trino."""

@@ -95,10 +95,15 @@ def upload(settings: Settings, source: Path, uri: str) -> int:
 
 def listing(settings: Settings, uri: str) -> list[str]:
     """Every object under the s3a:// folder `uri`, as keys relative to it."""
+    return sorted(sizes(settings, uri))
+
+
+def sizes(settings: Settings, uri: str) -> dict[str, int]:
+    """Every object under the s3a:// folder `uri` (keys relative to it) and its size in bytes."""
     bucket, key = split(uri)
     prefix = f"{bucket}/{key}".rstrip("/")
     try:
         infos = filesystem(settings).get_file_info(fs.FileSelector(prefix, recursive=True, allow_not_found=True))
     except OSError as exc:
         raise ObjectStoreError(f"listing {uri} through {settings.s3_endpoint or 'AWS S3'} failed: {exc}") from exc
-    return sorted(i.path.removeprefix(prefix + "/") for i in infos if i.type == fs.FileType.File)
+    return {i.path.removeprefix(prefix + "/"): int(i.size) for i in infos if i.type == fs.FileType.File}

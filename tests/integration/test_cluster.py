@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyspark
 import pytest
@@ -246,3 +247,52 @@ def test_a_lost_worker_and_a_stopped_store_mid_job(cluster) -> None:  # type: ig
     assert again.returncode == 0, again.stderr[-3000:]
     assert metric_rows(lake, "person-v2") == clean["person-v2"]
     assert metric_rows(lake, "person-v1") == clean["person-v1"]
+
+
+def test_the_scheduler_runs_the_pipeline_as_a_dag_and_a_second_tick_waits(cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Runs last (the same module's cluster and lake, evaluated by the tests above). One cycle of the
+    Dagster definitions (orchestration/), as its daemon runs them, in their own virtualenv: the sensor
+    sees landing files it has not seen (its cursor is new) and runs the DAG, every step submitted to
+    the master with spark-submit, every table an asset, every gate a passing check, and nothing
+    committed (nothing new). The next tick, with the same files, starts nothing."""
+    from jobs import pipeline
+
+    lake, env, local = cluster
+    python = PROJECT_ROOT / ".venv-dagster" / "bin" / "python"
+    assert python.exists(), "make setup-cluster installs the scheduler's virtualenv"
+    venv_bin = Path(sys.executable).parent
+    dropped = ("PYSPARK_SUBMIT_ARGS", *objectstore.CREDENTIAL_VARIABLES)
+    run_env = {k: v for k, v in os.environ.items() if k not in dropped}
+    faster = [*TEST_JVM_ARGS, "--conf", "spark.driver.memory=1500m",
+              "--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1"]
+    run_env.update({**env, "DAGSTER_HOME": str(tmp_path), "SCENELAKE_SUBMIT_ARGS": " ".join(faster),
+                    "PATH": os.environ.get("PATH", "").replace(f"{venv_bin}:", "")})
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+    def tick() -> dict[str, Any]:
+        done = subprocess.run([str(python), "-m", "orchestration.tick", "sensor"], capture_output=True, text=True,
+                              env=run_env, cwd=PROJECT_ROOT, timeout=1800)
+        assert done.returncode == 0, done.stderr[-4000:]
+        return dict(json.loads(done.stdout.splitlines()[-1]))
+
+    kept = [f for f in log_files(lake) if f.startswith(("bronze/", "silver/"))]
+    apps = len((local.master_state() or {}).get("completedapps", []))  # type: ignore[arg-type]
+    metrics = {run: metric_rows(lake, run) for run in ("person-v1", "person-v2")}
+    started = time.monotonic()
+    first = tick()
+    MEASURED["scheduler cycle on the cluster (7 steps, nothing new)"] = f"{time.monotonic() - started:.1f} s"
+    [run] = first["runs"]
+    assert run["success"]
+    steps = pipeline.plan()
+    shared = {"ops.quarantine", "ops.quality_results"}
+    expected = {t.replace(".", "/") for s in steps for t in s["writes"] if t not in shared} | {
+        f"pipeline/{s['job']}" for s in steps if not s["writes"]}
+    assert set(run["materialized"]) == expected
+    gated = {t.replace(".", "/") for s in steps for t in s["writes"] if t not in shared and not t.startswith("bronze.")}
+    assert run["checks"] == {t: True for t in gated}
+    assert len((local.master_state() or {}).get("completedapps", [])) - apps == len(steps)  # type: ignore[arg-type]
+    assert [f for f in log_files(lake) if f.startswith(("bronze/", "silver/"))] == kept
+    assert {run_id: metric_rows(lake, run_id) for run_id in metrics} == metrics
+
+    second = tick()
+    assert second == {"kind": "sensor", "skipped": "no new or changed landing files", "runs": []}
