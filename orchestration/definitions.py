@@ -20,6 +20,7 @@ run with nothing new commits nothing.
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,9 @@ SHARED = {"ops.quarantine", "ops.quality_results"}
 # A step that fails for a passing reason (the store restarting, a lost executor beyond Spark's own
 # retries) runs again after 30 s, then 60 s. A stopped quality gate is not retried: it needs a fix.
 RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
-GATE_STOPPED = 1  # scenelake.job.job_main's exit code when a gate stopped a batch
+# scenelake.job.job_main's exit code when a gate stopped a batch (it then prints "[job] error: ...";
+# an uncaught error exits with 1 too, without that line, and is retried).
+GATE_STOPPED = 1
 
 
 def scenelake(*args: str) -> str:
@@ -77,24 +80,26 @@ def step_assets(step: dict[str, Any], upstream: list[dg.AssetKey], env: str) -> 
     def run_step(context: AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         args = scenelake("submit-args").split()
         # SCENELAKE_SUBMIT_ARGS: more spark-submit options for this deployment (memory, JVM flags).
-        extra = os.environ.get("SCENELAKE_SUBMIT_ARGS", "").split()
+        extra = shlex.split(os.environ.get("SCENELAKE_SUBMIT_ARGS", ""))
         command = [str(PIPELINE_BIN / "spark-submit"), *args, *extra, str(PROJECT / "jobs" / f"{step['job']}.py")]
         context.log.info(f"submitting jobs/{step['job']}.py to {args[args.index('--master') + 1]}")
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    env=submit_env(env), cwd=PROJECT)
         assert process.stdout is not None
-        said = []
+        said, tail = [], []
         for line in process.stdout:
-            if line.startswith("[") or "error" in line.lower():  # the job's own progress, not Spark's
+            tail = [*tail[-39:], line.rstrip()]
+            if line.startswith("["):  # the job's own progress, not Spark's
                 said.append(line.rstrip())
                 context.log.info(line.rstrip())
         code = process.wait()
-        if code == GATE_STOPPED:
+        if code == GATE_STOPPED and any(line.startswith(f"[{step['job']}] error:") for line in said):
             raise dg.Failure(f"jobs/{step['job']}.py: a quality gate stopped a batch (see ops.quality_results "
                              "and the log): fix the files or accept the batch, then rerun",
                              allow_retries=False, metadata={"log": "\n".join(said[-40:])})
         if code != 0:
-            raise dg.Failure(f"jobs/{step['job']}.py exited with {code}", metadata={"log": "\n".join(said[-40:])})
+            raise dg.Failure(f"jobs/{step['job']}.py exited with {code}: {' | '.join(tail[-8:])}",
+                             metadata={"log": "\n".join(tail)})
         for spec in specs:
             yield dg.MaterializeResult(asset_key=spec.key, metadata={"log": "\n".join(said[-20:])})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -265,7 +266,7 @@ def test_the_scheduler_runs_the_pipeline_as_a_dag_and_a_second_tick_waits(cluste
     run_env = {k: v for k, v in os.environ.items() if k not in dropped}
     faster = [*TEST_JVM_ARGS, "--conf", "spark.driver.memory=1500m",
               "--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1"]
-    run_env.update({**env, "DAGSTER_HOME": str(tmp_path), "SCENELAKE_SUBMIT_ARGS": " ".join(faster),
+    run_env.update({**env, "DAGSTER_HOME": str(tmp_path), "SCENELAKE_SUBMIT_ARGS": shlex.join(faster),
                     "PATH": os.environ.get("PATH", "").replace(f"{venv_bin}:", "")})
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
