@@ -184,19 +184,24 @@ def setup_delta_jars(pins: dict[str, str]) -> None:
         return
     mvn = require_tool("mvn", "apt-get install maven")
     log(f"resolving io.delta:{artifact}:{pins['DELTA_VERSION']} and its dependencies with Maven into {target}")
-    pom = CACHE / "delta-jars.pom.xml"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    pom.write_text(ONE_DEPENDENCY_POM.format(name="delta-jars", exclusions="", group="io.delta", artifact=artifact,
-                                             version=pins["DELTA_VERSION"]))
-    shutil.rmtree(target, ignore_errors=True)
-    run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
-                f"-DoutputDirectory={target}", "-DincludeScope=runtime",
-                # Spark brings its own Scala and Spark jars; a second copy on the classpath breaks it.
-                "-DexcludeGroupIds=org.scala-lang,org.apache.spark"],
-               "maven-delta.log", "resolving the Delta Lake jars", maven_hint)
+    # Spark brings its own Scala and Spark jars; a second copy on the classpath breaks it.
+    maven_copy(mvn, "delta-jars", "io.delta", artifact, pins["DELTA_VERSION"], target, "maven-delta.log",
+               "resolving the Delta Lake jars", extra=["-DexcludeGroupIds=org.scala-lang,org.apache.spark"])
     dropped = drop_jars_spark_ships(target)
     log(f"kept {len(list(target.glob('*.jar')))} jars; dropped {dropped} that Spark already ships")
     write_stamp("delta-jars", key)
+
+
+def maven_copy(mvn: str, name: str, group: str, artifact: str, version: str, target: Path, logname: str, what: str,
+               exclusions: str = "", extra: list[str] | None = None) -> None:
+    """One artifact and its runtime dependencies, resolved by Maven, copied into `target` (emptied first)."""
+    pom = CACHE / f"{name}.pom.xml"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    pom.write_text(ONE_DEPENDENCY_POM.format(name=name, group=group, artifact=artifact, version=version,
+                                             exclusions=exclusions))
+    shutil.rmtree(target, ignore_errors=True)
+    run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
+                f"-DoutputDirectory={target}", "-DincludeScope=runtime", *(extra or [])], logname, what, maven_hint)
 
 
 def artifact_name(jar: Path) -> str:
@@ -298,15 +303,8 @@ def setup_s3_jars(pins: dict[str, str]) -> None:
     mvn = require_tool("mvn", "apt-get install maven")
     log(f"resolving org.apache.hadoop:hadoop-aws:{version} and the AWS SDK bundle with Maven into {target} "
         "(about 650 MB, once)")
-    pom = CACHE / "s3-jars.pom.xml"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    pom.write_text(ONE_DEPENDENCY_POM.format(name="s3-jars", exclusions="", group="org.apache.hadoop",
-                                             artifact="hadoop-aws",
-                                             version=version))
-    shutil.rmtree(target, ignore_errors=True)
-    run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
-                f"-DoutputDirectory={target}", "-DincludeScope=runtime"],
-               "maven-s3.log", "resolving the S3A jars", maven_hint)
+    maven_copy(mvn, "s3-jars", "org.apache.hadoop", "hadoop-aws", version, target, "maven-s3.log",
+               "resolving the S3A jars")
     dropped = drop_jars_spark_ships(target)
     log(f"kept {len(list(target.glob('*.jar')))} S3A jars; dropped {dropped} that Spark already ships")
     write_stamp("s3-jars", version)
@@ -358,15 +356,8 @@ def setup_metastore(pins: dict[str, str]) -> None:
         return
     mvn = require_tool("mvn", "apt-get install maven")
     log(f"resolving org.apache.hive:hive-standalone-metastore:{version} with Maven into {target} (about 50 MB)")
-    pom = CACHE / "metastore.pom.xml"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    pom.write_text(ONE_DEPENDENCY_POM.format(name="metastore", group="org.apache.hive",
-                                             artifact="hive-standalone-metastore", version=version,
-                                             exclusions=METASTORE_EXCLUSIONS))
-    shutil.rmtree(target, ignore_errors=True)
-    run_logged([mvn, "-B", "-f", str(pom), *maven_args(), "dependency:copy-dependencies",
-                f"-DoutputDirectory={target}", "-DincludeScope=runtime"],
-               "maven-metastore.log", "resolving the Hive metastore", maven_hint)
+    maven_copy(mvn, "metastore", "org.apache.hive", "hive-standalone-metastore", version, target,
+               "maven-metastore.log", "resolving the Hive metastore", exclusions=METASTORE_EXCLUSIONS)
     for jar in target.glob("*.jar"):
         if METASTORE_DROPPED.match(jar.name):
             jar.unlink()

@@ -1,10 +1,10 @@
 """The cluster profile in miniature (SCENELAKE_ENV=cluster-local, scenelake/cluster.py), for real: a
 SeaweedFS object store, a Hive metastore that Spark and Trino share, a Spark standalone master with
-two workers and a Trino server on S3, all
-on loopback ports of this test. The pipeline is submitted to the master with spark-submit, as a
-scheduler submits it, on a generated landing zone uploaded to the store's landing bucket; the same
-files go through the embedded profile in the test session's Spark. The two lakes must hold the
-same rows and the same metrics.
+two workers and a Trino server on S3, all on loopback ports of this test. The pipeline is submitted
+to the master with spark-submit on a generated landing zone uploaded to the store's landing bucket;
+the same files go through the embedded profile in the test session's Spark. The two lakes must hold
+the same rows and the same metrics. Then faults (a worker lost, the store stopped mid-job), then one
+cycle of the Dagster scheduler (orchestration/) over the same lake.
 """
 
 from __future__ import annotations
