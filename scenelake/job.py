@@ -102,8 +102,11 @@ def register(spark: SparkSession, settings: Settings, names: list[str]) -> None:
     """Make tables Spark wrote queryable in Trino: in the shared metastore (Spark registers them there,
     Trino forgets its cached snapshots), or else in Trino's own metastore (CALL register_table)."""
     from scenelake import delta_io
-    from scenelake.trino_client import register_tables
+    from scenelake.trino_client import flush_caches, register_tables
 
+    tables = [(n.split(".")[0], n.split(".")[1]) for n in names]
     if settings.metastore_uri:
         delta_io.register_in_metastore(spark, settings, names)
-    register_tables(settings, [(n.split(".")[0], n.split(".")[1]) for n in names])
+        flush_caches(settings, tables)
+    else:
+        register_tables(settings, tables)

@@ -43,25 +43,16 @@ def literal(value: str) -> str:
 def register_tables(settings: Settings, tables: Iterable[tuple[str, str]]) -> list[str]:
     """Make each (layer, table) that Spark wrote queryable as delta.<layer>.<table>.
 
-    With a shared metastore (settings.metastore_uri) Spark has registered them there: only Trino's
-    cached snapshots are flushed. Otherwise they go into Trino's own metastore, idempotently: a table
-    already registered at the same location is left alone (Trino reads the schema from the Delta log,
-    so schema changes need nothing); one registered elsewhere is re-pointed. Returns the tables that
-    were (re-)registered.
+    They go into Trino's own metastore, idempotently: a table already registered at the same location
+    is left alone (Trino reads the schema from the Delta log, so schema changes need nothing); one
+    registered elsewhere is re-pointed. Returns the tables that were (re-)registered. (With a shared
+    metastore Spark registers them instead: scenelake.job.register.)
     """
     catalog = settings.trino_catalog
     changed: list[str] = []
     conn = connect(settings)
     try:
         cur = conn.cursor()
-        if settings.metastore_uri:
-            # Spark registered them in the shared metastore (delta_io.register_in_metastore): Trino
-            # reads them from there and only forgets its cached snapshots (a table rewritten from scratch).
-            for layer, table in tables:
-                cur.execute(f"call {quote(catalog)}.system.flush_metadata_cache(schema_name => "
-                            f"{literal(layer)}, table_name => {literal(table)})")
-                cur.fetchall()
-            return changed
         for layer, table in tables:
             location = settings.trino_location(layer, table)
             cur.execute(f"create schema if not exists {quote(catalog)}.{quote(layer)}")
@@ -71,11 +62,7 @@ def register_tables(settings: Settings, tables: Iterable[tuple[str, str]]) -> li
                 "where table_schema = ? and table_name = ?", [layer, table])
             exists = cur.fetchall()[0][0] > 0
             if exists:
-                # A table rewritten from scratch (version 0 again) must not be served from
-                # Trino's cached snapshot of the old one.
-                cur.execute(f"call {quote(catalog)}.system.flush_metadata_cache(schema_name => "
-                            f"{literal(layer)}, table_name => {literal(table)})")
-                cur.fetchall()
+                _flush(cur, catalog, layer, table)
                 if _registered_location(cur, catalog, layer, table) == location.rstrip("/"):
                     continue
                 # CALL takes no prepared-statement parameters: inline quoted literals.
@@ -90,6 +77,25 @@ def register_tables(settings: Settings, tables: Iterable[tuple[str, str]]) -> li
     finally:
         conn.close()
     return changed
+
+
+def flush_caches(settings: Settings, tables: Iterable[tuple[str, str]]) -> None:
+    """Make Trino forget its cached snapshots of these tables."""
+    conn = connect(settings)
+    try:
+        cur = conn.cursor()
+        for layer, table in tables:
+            _flush(cur, settings.trino_catalog, layer, table)
+    finally:
+        conn.close()
+
+
+def _flush(cur: Any, catalog: str, layer: str, table: str) -> None:
+    # A table rewritten from scratch (version 0 again) must not be served from Trino's cached
+    # snapshot of the old one.
+    cur.execute(f"call {quote(catalog)}.system.flush_metadata_cache(schema_name => "
+                f"{literal(layer)}, table_name => {literal(table)})")
+    cur.fetchall()
 
 
 def _registered_location(cur: Any, catalog: str, layer: str, table: str) -> str:

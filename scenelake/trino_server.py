@@ -81,8 +81,7 @@ class TrinoServer:
             raise TrinoServerError(
                 f"the profile {self.settings.env!r} has a Trino cluster run by its own deployment (deploy/); "
                 "`scenelake trino up` only manages the single node of the embedded and cluster-local profiles")
-        if not self.settings.metastore_uri and self.settings.is_local_lake:
-            (self.root / "metastore").mkdir(parents=True, exist_ok=True)
+        (self.root / "metastore").mkdir(parents=True, exist_ok=True)  # used by a local lake's file metastore
         metastore = metastore_properties(self.settings, self.root / "metastore")
         values = {
             "port": str(self.settings.trino_port),
@@ -251,12 +250,14 @@ def peak_resident_kib(pid: int | None) -> int | None:
     return int(line.split()[1]) if line else None
 
 
-def metastore_properties(settings: Settings, local_dir: Path) -> str:
+def metastore_properties(settings: Settings, local_dir: Path | None = None) -> str:
     """The catalog's metastore: the shared Hive metastore (metastore_uri), or a file metastore of
     Trino's own, in `local_dir` for a local lake and beside the lake in its bucket otherwise."""
     if settings.metastore_uri:
         return f"hive.metastore=thrift\nhive.metastore.uri={settings.metastore_uri}"
     if settings.is_local_lake:
+        if local_dir is None:
+            raise TrinoServerError("a local lake's file metastore needs a local folder")
         return f"hive.metastore=file\nhive.metastore.catalog.dir=local://{local_dir}"
     catalog_dir = settings.trino_uri(settings.lake_root.rstrip("/") + "/_trino_metastore")
     return f"hive.metastore=file\nhive.metastore.catalog.dir={catalog_dir}"
@@ -265,7 +266,7 @@ def metastore_properties(settings: Settings, local_dir: Path) -> str:
 def catalog_properties(settings: Settings) -> str:
     """The Delta catalog file of a Trino cluster (deploy/): its metastore must be the shared one."""
     return (TEMPLATES / "catalog" / "delta.properties.tmpl").read_text().format(
-        metastore=metastore_properties(settings, Path("/unused")), filesystem=filesystem_properties(settings))
+        metastore=metastore_properties(settings), filesystem=filesystem_properties(settings))
 
 
 def filesystem_properties(settings: Settings) -> str:
