@@ -88,9 +88,15 @@ TEST_SPARK_CONF = {
 # tier alone gets a 48 MiB code cache, which a test process fills within a minute (the JVM then logs
 # "CodeCache is full. Compiler has been disabled" and interprets every method it meets later): 512 MiB
 # keeps the compiler on for the whole run (the gates' clean lake: 94.5 s -> 80.2 s).
+# Adaptive query execution re-plans every query at each stage boundary, which pays at scale and costs
+# on a few rows; and the parallel collector does its work in the pauses, where G1 also runs concurrent
+# threads that compete with the test's own on 2 cores. The faulty lake's four jobs (alone on the machine,
+# three runs each): 86-88 s with both as Spark defaults, 78-81 s without AQE, 71-73 s without AQE on the
+# parallel collector.
 # The spark-submit tests (tests/integration/test_cluster.py) pass the same arguments.
 TEST_JVM_ARGS = ["--conf", "spark.sql.codegen.wholeStage=false", "--conf", "spark.sql.codegen.factoryMode=NO_CODEGEN",
-                 "--driver-java-options", "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=512m"]
+                 "--conf", "spark.sql.adaptive.enabled=false",
+                 "--driver-java-options", "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=512m -XX:+UseParallelGC"]
 TEST_SUBMIT_ARGS = shlex.join([*TEST_JVM_ARGS, "pyspark-shell"])
 
 
