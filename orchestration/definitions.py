@@ -1,6 +1,13 @@
 """The pipeline as a Dagster DAG: one multi-asset per step of jobs/pipeline.py (its tables are the
 assets), an asset check per gated table (the latest quality gate on it, from ops.quality_results),
-a schedule, a sensor on new landing files, and retries with exponential backoff.
+a schedule, a sensor on new landing files, retries with exponential backoff, and backfill by date.
+
+Backfill by date: the assets are partitioned by landing day (UTC). A run for days D1..Dn (one run,
+Dagster's single-run backfill policy) runs each step that lands files (writes a bronze table) once
+per day, in order, with `--landed-before` the next day's midnight, so each day's files become a
+batch of their own as they would have on that day; the other steps run once after them. A day
+that is run again finds nothing new and commits nothing. The schedule and the sensor ask for
+today's partition, whose window holds everything landed so far.
 
 Why Dagster (and not Airflow): the lake is a set of tables, and Dagster's unit is the asset (a
 table) with checks attached, which is what the gates are; it runs in one process for a test or
@@ -15,6 +22,7 @@ run with nothing new commits nothing.
 
     .venv-dagster/bin/dagster dev -f orchestration/definitions.py      # the UI, schedule and sensor
     .venv-dagster/bin/python -m orchestration.tick sensor                # one cycle, as the daemon runs it
+    .venv-dagster/bin/python -m orchestration.tick backfill 2026-11-01 2026-11-07   # days in order, one run
 """
 
 import hashlib
@@ -23,6 +31,7 @@ import os
 import shlex
 import subprocess
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +48,10 @@ RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
 # scenelake.job.job_main's exit code when a gate stopped a batch (it then prints "[job] error: ...";
 # an uncaught error exits with 1 too, without that line, and is retried).
 GATE_STOPPED = 1
+# Landing days (UTC) from SCENELAKE_BACKFILL_START (the first day a backfill can name) to today:
+# end_offset=1 makes today a partition, so the hourly schedule and the sensor run today's.
+DAYS = dg.DailyPartitionsDefinition(start_date=os.environ.get("SCENELAKE_BACKFILL_START", "2026-01-01"),
+                                    end_offset=1, timezone="UTC")
 
 
 def scenelake(*args: str) -> str:
@@ -72,38 +85,57 @@ def owned(step: dict[str, Any]) -> list[dg.AssetKey]:
     return [asset_key(t) for t in tables] if tables else [dg.AssetKey(["pipeline", step["job"]])]
 
 
+def windows(step: dict[str, Any], days: list[str]) -> list[str]:
+    """The --landed-before of each submission of a step for a run of `days` (in order): a step that
+    lands files runs once per day, any other once, after the last day."""
+    ends = [(date.fromisoformat(day) + timedelta(days=1)).isoformat() for day in days]
+    lands = any(t.startswith("bronze.") for t in step["writes"])
+    return ends if lands else ends[-1:]
+
+
 def step_assets(step: dict[str, Any], upstream: list[dg.AssetKey], env: str) -> dg.AssetsDefinition:
-    specs = [dg.AssetSpec(key, deps=upstream, group_name="scenelake", kinds={"spark", "delta"},
+    specs = [dg.AssetSpec(key, deps=upstream, group_name="scenelake", kinds={"spark", "delta"}, partitions_def=DAYS,
                           description=f"written by jobs/{step['job']}.py") for key in owned(step)]
 
-    @dg.multi_asset(name=step["job"], specs=specs, retry_policy=RETRY)
+    @dg.multi_asset(name=step["job"], specs=specs, retry_policy=RETRY, partitions_def=DAYS,
+                    backfill_policy=dg.BackfillPolicy.single_run())
     def run_step(context: AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
-        args = scenelake("submit-args").split()
-        # SCENELAKE_SUBMIT_ARGS: more spark-submit options for this deployment (memory, JVM flags).
-        extra = shlex.split(os.environ.get("SCENELAKE_SUBMIT_ARGS", ""))
-        command = [str(PIPELINE_BIN / "spark-submit"), *args, *extra, str(PROJECT / "jobs" / f"{step['job']}.py")]
-        context.log.info(f"submitting jobs/{step['job']}.py to {args[args.index('--master') + 1]}")
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env=submit_env(env), cwd=PROJECT)
-        assert process.stdout is not None
-        said, tail = [], []
-        for line in process.stdout:
-            tail = [*tail[-39:], line.rstrip()]
-            if line.startswith("["):  # the job's own progress, not Spark's
-                said.append(line.rstrip())
-                context.log.info(line.rstrip())
-        code = process.wait()
-        if code == GATE_STOPPED and any(line.startswith(f"[{step['job']}] error:") for line in said):
-            raise dg.Failure(f"jobs/{step['job']}.py: a quality gate stopped a batch (see ops.quality_results "
-                             "and the log): fix the files or accept the batch, then rerun",
-                             allow_retries=False, metadata={"log": "\n".join(said[-40:])})
-        if code != 0:
-            raise dg.Failure(f"jobs/{step['job']}.py exited with {code}: {' | '.join(tail[-8:])}",
-                             metadata={"log": "\n".join(tail)})
+        said: list[str] = []
+        for before in windows(step, sorted(context.partition_keys)):
+            said += submit(context, step, env, before)
         for spec in specs:
             yield dg.MaterializeResult(asset_key=spec.key, metadata={"log": "\n".join(said[-20:])})
 
     return run_step
+
+
+def submit(context: AssetExecutionContext, step: dict[str, Any], env: str, before: str) -> list[str]:
+    """spark-submit one job with a landing window; its progress lines, or a Failure."""
+    args = scenelake("submit-args").split()
+    # SCENELAKE_SUBMIT_ARGS: more spark-submit options for this deployment (memory, JVM flags).
+    extra = shlex.split(os.environ.get("SCENELAKE_SUBMIT_ARGS", ""))
+    command = [str(PIPELINE_BIN / "spark-submit"), *args, *extra, str(PROJECT / "jobs" / f"{step['job']}.py"),
+               "--landed-before", before]
+    context.log.info(f"submitting jobs/{step['job']}.py --landed-before {before} to "
+                     f"{args[args.index('--master') + 1]}")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=submit_env(env), cwd=PROJECT)
+    assert process.stdout is not None
+    said, tail = [], []
+    for line in process.stdout:
+        tail = [*tail[-39:], line.rstrip()]
+        if line.startswith("["):  # the job's own progress, not Spark's
+            said.append(line.rstrip())
+            context.log.info(line.rstrip())
+    code = process.wait()
+    if code == GATE_STOPPED and any(line.startswith(f"[{step['job']}] error:") for line in said):
+        raise dg.Failure(f"jobs/{step['job']}.py: a quality gate stopped a batch (see ops.quality_results "
+                         "and the log): fix the files or accept the batch, then rerun",
+                         allow_retries=False, metadata={"log": "\n".join(said[-40:])})
+    if code != 0:
+        raise dg.Failure(f"jobs/{step['job']}.py exited with {code}: {' | '.join(tail[-8:])}",
+                         metadata={"log": "\n".join(tail)})
+    return said
 
 
 def gate_check(table: str, trino: dict[str, Any]) -> dg.AssetChecksDefinition:
@@ -152,11 +184,15 @@ def build() -> dg.Definitions:
         if digest == context.cursor:
             return dg.SkipReason("no new or changed landing files")
         files = len(listing.splitlines())
-        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=digest, tags={"landing_files": str(files)})],
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=digest, tags={"landing_files": str(files)},
+                                                           partition_key=DAYS.get_last_partition_key())],
                                cursor=digest)
 
-    every_hour = dg.ScheduleDefinition(name="pipeline_hourly", job=pipeline, cron_schedule="0 * * * *",
-                                       default_status=dg.DefaultScheduleStatus.RUNNING)
+    @dg.schedule(name="pipeline_hourly", job=pipeline, cron_schedule="0 * * * *",
+                 default_status=dg.DefaultScheduleStatus.RUNNING)
+    def every_hour(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        """Today's partition every hour (everything landed so far that no run has read)."""
+        return dg.RunRequest(partition_key=DAYS.get_last_partition_key())
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[pipeline], schedules=[every_hour],
                           sensors=[new_landing_files])
 

@@ -65,8 +65,10 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
     knows are left out before any content is read: the folder is listed (no bytes read), and only
     new or changed files are read, so a run costs what landed since, not the landing zone; the
     files read are noted in `landed` for its next save. A file touched without a change is read
-    again once and then skipped by its digest (`unseen`). Spark's file sources skip 0-byte files
-    altogether, so one is never seen here (`scenelake import` refuses it).
+    again once and then skipped by its digest (`unseen`). With a landing window
+    (`settings.landed_before`, the jobs' --landed-before), files modified at or after its end are left
+    for a later run. Spark's file sources skip 0-byte files altogether, so one is never seen here
+    (`scenelake import` refuses it).
 
     Erased subjects and captures (ops.erasures, scenelake.consent.Erased) are not admitted again: a
     file whose path names one is left out (reported on `progress` by count; the ids are not shown),
@@ -94,6 +96,15 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
     found = listing.collect()
     if landed is not None:
         found = [r for r in found if not landed.knows(r.source_file, r.source_size, r.source_modified_at)]
+    if settings.landed_before is not None:
+        # A backfill's window (--landed-before): later files are not noted, so a later run reads them.
+        # (A listed time is a naive local datetime, as pyspark converts it: .timestamp() reads it so.)
+        before = settings.landed_before.timestamp()
+        waiting = sum(r.source_modified_at.timestamp() >= before for r in found)
+        if waiting:
+            (progress or silent)(f"[ingest] {waiting} landed file(s) under {subdir} are from "
+                                 f"{settings.landed_before.isoformat()} or later: left for a later run")
+            found = [r for r in found if r.source_modified_at.timestamp() < before]
     guard = consent.erased(spark, settings) if found else None
     if guard is not None:
         kept = [r for r in found if not guard.refuses(r.source_file)]

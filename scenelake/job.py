@@ -11,12 +11,13 @@ import argparse
 import functools
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from scenelake import objectstore, quality, views
-from scenelake.settings import Settings, load_settings
+from scenelake.settings import Settings, SettingsError, load_settings, parse_instant
 from scenelake.spark import get_spark
 from scenelake.trino_server import refresh_access_rules
 
@@ -56,11 +57,17 @@ def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Calla
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--register", action=argparse.BooleanOptionalAction, default=True,
                         help="register the written tables in Trino afterwards (default: on)")
+    parser.add_argument("--landed-before", metavar="INSTANT", type=_instant,
+                        help="read only landing files last modified before INSTANT (ISO 8601, UTC unless it "
+                             "says otherwise; a date means its midnight); later files wait for a later run. "
+                             "A backfill by date runs the jobs once per day with the next day's midnight")
     if options:
         options(parser)
     args = parser.parse_args(argv)
-    extra = {k: v for k, v in vars(args).items() if k != "register"}
+    extra = {k: v for k, v in vars(args).items() if k not in ("register", "landed_before")}
     settings = load_settings()
+    if args.landed_before is not None:
+        settings = settings.with_overrides(landed_before=args.landed_before)
     spark = get_spark(prog, settings)
 
     status = 0
@@ -78,6 +85,13 @@ def job_main(prog: str, doc: str | None, run: Run, tables: Sequence[str] | Calla
     if args.register:
         publish(spark, settings, prog, [] if status else list(tables(spark, settings) if callable(tables) else tables))
     return status
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return parse_instant(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def publish(spark: SparkSession, settings: Settings, prog: str, names: list[str]) -> None:

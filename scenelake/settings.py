@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(os.environ.get("SCENELAKE_HOME", Path(__file__).resolve().parent.parent))
@@ -71,6 +72,10 @@ class Settings:
     # writes there and Trino reads them from it. Empty: no shared metastore; Trino keeps its own file
     # metastore and the pipeline registers the tables in it (CALL register_table), as embedded does.
     metastore_uri: str = ""
+    # A run's landing window (the jobs' --landed-before, for a backfill by date): only landing files
+    # last modified before this instant are read; later ones wait for a later run. None: every file.
+    # Set per run, never in a profile.
+    landed_before: datetime | None = None
 
     @property
     def is_local_lake(self) -> bool:
@@ -98,6 +103,16 @@ class Settings:
 
     def with_overrides(self, **values: object) -> Settings:
         return replace(self, **values)  # type: ignore[arg-type]
+
+
+def parse_instant(text: str) -> datetime:
+    """An instant as a person writes it for a landing window: ISO 8601, `Z` or an offset, UTC when it
+    has none; a date alone is its midnight (UTC)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise SettingsError(f"{text!r} is not an instant: write e.g. 2026-12-01 or 2026-12-01T06:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _resolve(location: str) -> str:

@@ -8,15 +8,19 @@ start from.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from jobs.ingest_captures import BRONZE, QUARANTINE, SILVER, SUBJECTS, run
 from scenelake import delta_io
+from scenelake.job import job_main
 from scenelake.quality import QualityGateFailed
-from scenelake.settings import PROJECT_ROOT, Settings
+from scenelake.settings import PROJECT_ROOT, Settings, parse_instant
 from scenelake.trino_client import query, register_tables
 from tests.frames import as_rows
 
@@ -149,3 +153,50 @@ def test_a_batch_with_no_good_line_is_stopped_by_the_gate(spark, lake) -> None: 
     assert [f.summary() for f in stopped.value.failures] == ["expect_table_row_count_to_be_between [fail]"]
     assert versions(spark, lake)[1] is None
     assert not delta_io.table_exists(spark, lake, SUBJECTS)
+
+
+def test_a_backfill_by_date_reads_each_day_in_its_own_run(spark, after_sample) -> None:  # type: ignore[no-untyped-def]
+    """--landed-before (settings.landed_before) leaves later files for a later run: a backfill that runs
+    the job day by day puts each day's files in a batch of their own, in order, and a day run again
+    commits nothing."""
+    lake = after_sample
+    first = json.loads(SAMPLE.read_text().splitlines()[0])
+    days = {"captures-day1.jsonl": ("cap-0301", datetime(2026, 11, 2, 12, tzinfo=UTC)),
+            "captures-day2.jsonl": ("cap-0302", datetime(2026, 11, 3, 23, 59, 59, tzinfo=UTC)),
+            "captures-today.jsonl": ("cap-0303", None)}
+    for name, (capture, landed_at) in days.items():
+        path = land(lake, name, [json.dumps({**first, "capture_id": capture})])
+        if landed_at is not None:
+            os.utime(path, (landed_at.timestamp(), landed_at.timestamp()))
+
+    def day_run(before: str | None) -> list[str]:
+        window = lake.with_overrides(landed_before=parse_instant(before) if before else None)
+        return run(spark, window, progress=lambda _m: None).new_files
+
+    def captures() -> set[str]:
+        return {r.capture_id for r in delta_io.read_table(spark, lake, SILVER).select("capture_id").collect()}
+
+    sample = captures()
+    assert day_run("2026-11-03") == ["manifests/captures-day1.jsonl"]
+    assert captures() == sample | {"cap-0301"}
+    held = versions(spark, lake)
+    assert day_run("2026-11-03") == [] and versions(spark, lake) == held
+    assert day_run("2026-11-03T00:00:00+00:00") == [] and versions(spark, lake) == held
+    assert day_run("2026-11-04") == ["manifests/captures-day2.jsonl"]
+    assert day_run(None) == ["manifests/captures-today.jsonl"]
+    assert captures() == sample | {"cap-0301", "cap-0302", "cap-0303"}
+    batches = delta_io.read_table(spark, lake, BRONZE).groupBy("batch_id").agg(
+        F.collect_set("source_file").alias("files")).orderBy("batch_id").collect()
+    assert [sorted(b.files) for b in batches][1:] == [
+        [f"manifests/{name}"] for name in days]  # after the sample's own batch, one batch per day, in order
+
+
+def test_landed_before_is_a_flag_of_every_job(spark) -> None:  # type: ignore[no-untyped-def]
+    """The flag reaches a job's settings through scenelake.job.job_main (scenelake run, spark-submit)."""
+    seen: list[object] = []
+    code = job_main("probe", None, lambda _spark, settings: seen.append(settings.landed_before), [],
+                    argv=["--no-register", "--landed-before", "2026-11-04T06:30:00+01:00"])
+    assert (code, seen) == (0, [datetime(2026, 11, 4, 5, 30, tzinfo=UTC)])
+    assert parse_instant("2026-11-04") == datetime(2026, 11, 4, tzinfo=UTC)
+    with pytest.raises(SystemExit):
+        job_main("probe", None, lambda *_: None, [], argv=["--no-register", "--landed-before", "yesterday"])
