@@ -253,11 +253,13 @@ def test_a_lost_worker_and_a_stopped_store_mid_job(cluster) -> None:  # type: ig
 
 
 def test_the_scheduler_runs_the_pipeline_as_a_dag_and_a_second_tick_waits(cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Runs last (the same module's cluster and lake, evaluated by the tests above). One cycle of the
-    Dagster definitions (orchestration/), as its daemon runs them, in their own virtualenv: the sensor
-    sees landing files it has not seen (its cursor is new) and runs the DAG, every step submitted to
-    the master with spark-submit, every table an asset, every gate a passing check, and nothing
-    committed (nothing new). The next tick, with the same files, starts nothing."""
+    """Runs after the pipeline's tests (the same module's cluster and lake, evaluated by them). A new
+    manifest upload lands in the bucket; one cycle of the Dagster definitions (orchestration/), as its
+    daemon runs them, in their own virtualenv: the sensor sees landing files it has not seen and runs
+    the DAG, every step submitted to the master with spark-submit, every table an asset, every gate a
+    passing check; the upload's captures reach Trino, only the captures step's tables commit (the
+    other steps find nothing new) and the metrics stay. The next tick, with the same files, starts
+    nothing."""
     from jobs import pipeline
 
     lake, env, local = cluster
@@ -279,11 +281,18 @@ def test_the_scheduler_runs_the_pipeline_as_a_dag_and_a_second_tick_waits(cluste
         return dict(json.loads(done.stdout.splitlines()[-1]))
 
     kept = [f for f in log_files(lake) if f.startswith(("bronze/", "silver/"))]
+    # One capture more, in an upload of its own (the sample manifest's first line, another capture id).
+    sample = PROJECT_ROOT / "scenelake" / "sample" / "landing" / "manifests" / "captures-2026-11-01.jsonl"
+    upload = tmp_path / "upload" / "manifests" / "scheduled.jsonl"
+    upload.parent.mkdir(parents=True)
+    line = {**json.loads(sample.read_text().splitlines()[0]), "capture_id": "cap-sched-1"}
+    upload.write_text(json.dumps(line) + "\n")
+    assert objectstore.upload(lake, tmp_path / "upload", lake.landing_root) == 1
     apps = len((local.master_state() or {}).get("completedapps", []))  # type: ignore[arg-type]
     metrics = {run: metric_rows(lake, run) for run in ("person-v1", "person-v2")}
     started = time.monotonic()
     first = tick()
-    MEASURED["scheduler cycle on the cluster (7 steps, nothing new)"] = f"{time.monotonic() - started:.1f} s"
+    MEASURED["scheduler cycle on the cluster (7 steps, one new upload)"] = f"{time.monotonic() - started:.1f} s"
     [run] = first["runs"]
     assert run["success"]
     steps = pipeline.plan()
@@ -294,7 +303,10 @@ def test_the_scheduler_runs_the_pipeline_as_a_dag_and_a_second_tick_waits(cluste
     gated = {t.replace(".", "/") for s in steps for t in s["writes"] if t not in shared and not t.startswith("bronze.")}
     assert run["checks"] == {t: True for t in gated}
     assert len((local.master_state() or {}).get("completedapps", [])) - apps == len(steps)  # type: ignore[arg-type]
-    assert [f for f in log_files(lake) if f.startswith(("bronze/", "silver/"))] == kept
+    added = {f.split("/_delta_log/")[0] for f in set(log_files(lake)) - set(kept)
+             if f.startswith(("bronze/", "silver/"))}
+    assert added == {"bronze/captures", "silver/captures", "silver/subjects"}
+    assert query(lake, "select count(*) from delta.silver.captures where capture_id = 'cap-sched-1'") == [[1]]
     assert {run_id: metric_rows(lake, run_id) for run_id in metrics} == metrics
 
     second = tick()
