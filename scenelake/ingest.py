@@ -100,11 +100,11 @@ def read_files(spark: SparkSession, settings: Settings, subdir: str, glob: str,
         # A backfill's window (--landed-before): later files are not noted, so a later run reads them.
         # (A listed time is a naive local datetime, as pyspark converts it: .timestamp() reads it so.)
         before = settings.landed_before.timestamp()
-        waiting = sum(r.source_modified_at.timestamp() >= before for r in found)
-        if waiting:
-            (progress or silent)(f"[ingest] {waiting} landed file(s) under {subdir} are from "
+        inside = [r for r in found if r.source_modified_at.timestamp() < before]
+        if len(inside) < len(found):
+            (progress or silent)(f"[ingest] {len(found) - len(inside)} landed file(s) under {subdir} are from "
                                  f"{settings.landed_before.isoformat()} or later: left for a later run")
-            found = [r for r in found if r.source_modified_at.timestamp() < before]
+        found = inside
     guard = consent.erased(spark, settings) if found else None
     if guard is not None:
         kept = [r for r in found if not guard.refuses(r.source_file)]
