@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from scenelake import delta_io
 from scenelake.contracts import Contract
 
 # Delta refuses a shorter VACUUM retention unless its check is switched off: a reader of a version
@@ -336,7 +336,7 @@ def _apply(spark: SparkSession, path: str, table: Contract, todo: Plan, *, reten
         finally:
             spark.conf.unset("spark.databricks.delta.optimize.maxFileSize")
     if todo.full:  # the ledger's retention is the table's otherwise
-        properties = DeltaTable.forPath(spark, path).detail().first()["properties"]  # type: ignore[index]
+        properties = delta_io.table_metadata(spark, path).properties
         retention = retention_property(properties.get(RETENTION_PROPERTY), retention_hours)
         if retention is not None:
             progress(f"[maintain] {table.name}: {RETENTION_PROPERTY} = {retention}")

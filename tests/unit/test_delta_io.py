@@ -132,3 +132,34 @@ def test_a_merge_narrowed_to_the_source_runs_reads_only_their_partition(spark, s
     got = sorted((r.run_id, r.prediction_id, r.score) for r in delta_io.read_table(spark, lake, "silver.predictions")
                  .collect())
     assert got == [("r1", "p1", 0.1), ("r2", "p1", 0.5), ("r2", "p2", 0.6)]
+
+
+def test_the_metadata_a_write_reads_is_describe_details_after_every_kind_of_commit(  # type: ignore[no-untyped-def]
+        spark, settings: Settings, tmp_path: Path) -> None:
+    """Writes read the metadata from the transaction log (`log_metadata`) instead of DESCRIBE DETAIL
+    (which counts the files): the two agree on columns, partition columns and properties, on a new
+    table and after a column, a property and a layout change."""
+    from delta.tables import DeltaTable
+
+    path = str(tmp_path / "t")
+
+    def both() -> tuple[delta_io.TableMetadata, delta_io.TableMetadata]:
+        detail = DeltaTable.forPath(spark, path).detail().first()
+        described = delta_io.TableMetadata(spark.read.format("delta").load(path).columns,
+                                           list(detail["partitionColumns"]), dict(detail["properties"]))
+        return delta_io.log_metadata(spark, path), described
+
+    spark.createDataFrame([("a", 1)], "k string, v long").write.format("delta").partitionBy("k").save(path)
+    log, described = both()
+    assert log == described
+    cdf = "delta.enableChangeDataFeed"
+    assert (log.columns, log.partition_columns, log.properties.get(cdf)) == (["k", "v"], ["k"], None)
+    spark.sql(f"alter table delta.`{path}` add columns (w double)")
+    spark.sql(f"alter table delta.`{path}` set tblproperties ('delta.enableChangeDataFeed' = 'true')")
+    log, described = both()
+    assert log == described
+    assert (log.columns, log.partition_columns, log.properties.get(cdf)) == (["k", "v", "w"], ["k"], "true")
+    (spark.read.format("delta").load(path).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+     .partitionBy("v").save(path))
+    log, described = both()
+    assert log == described and log.partition_columns == ["v"]
