@@ -127,6 +127,54 @@ def slice_cmd(by: str, runs: tuple[str, ...], show_sql: bool) -> None:
     _print_query(sql + "\nORDER BY 1, 3")
 
 
+@main.command("export")
+@click.option("--run", "run_id", metavar="RUN_ID", help="model run whose failures to export")
+@click.option("--where", default="", metavar="CONDITION",
+              help="which frames, as a Trino condition on the scenario attributes (the columns of "
+                   "silver.captures flagged `scenario: true`), capture_id and frame_index, e.g. "
+                   "\"lighting = 'dark' and motion = 'running'\" (default: every frame of the run)")
+@click.option("--kind", type=click.Choice(["false_negatives", "false_positives", "all"]), default="false_negatives",
+              show_default=True, help="frames holding a missed object, a false detection, or either")
+@click.option("--iou", default=0.5, show_default=True, help="IoU threshold of a match (.50, .55, ... .95)")
+@click.option("--format", "fmt", type=click.Choice(["coco"]), default="coco", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="folder to write the files into")
+@click.option("--again", type=click.Path(exists=True, path_type=Path), metavar="EXPORT",
+              help="repeat an earlier export (its folder or export.json): same run, filter, kind, threshold "
+                   "and table versions")
+@click.option("--user", default=None, help="Trino user (default: the configured one)")
+def export_cmd(run_id: str | None, where: str, kind: str, iou: float, fmt: str, out: Path | None,
+               again: Path | None, user: str | None) -> None:
+    """Write a slice's failing frames as COCO files, to relabel them or train on them.
+
+    \b
+    OUT/ground_truth.json  the frames (images), every object evaluated on them, their categories
+    OUT/results.json       every detection of the run on those frames, with its score
+    OUT/export.json        run, filter, kind, threshold, table versions read, counts
+    Each annotation and detection carries its `outcome` at the threshold (missed / found / ignored,
+    false_positive / true_positive / ignored / not_ranked). Both files load in pycocotools and import
+    back with `scenelake import coco`. Read through Trino, under the user's access rules.
+    """
+    from scenelake import export
+
+    if out is None:
+        _fail("--out is required: the folder to write the files into")
+    assert out is not None
+    try:
+        versions = None
+        if again is not None:
+            earlier = export.recorded(again)
+            run_id, where, kind, iou, versions = (earlier["run_id"], earlier["where"], earlier["kind"],
+                                                  float(earlier["iou"]), earlier["versions"])
+        if not run_id:
+            _fail("--run is required (or --again EXPORT); list the runs with: "
+                  "scenelake sql \"select distinct run_id from gold.detection_metrics\"")
+        assert run_id is not None
+        export.export_failures(load_settings(), run_id, where, kind, out, iou, versions, user,
+                               progress=lambda line: click.echo(line, err=True))
+    except export.ExportError as exc:
+        _fail(str(exc))
+
+
 @main.group()
 def quality() -> None:
     """Quality gate results and operator decisions on stopped batches."""

@@ -239,7 +239,7 @@ def table_metadata(spark: SparkSession, path: str) -> TableMetadata:
 def log_metadata(spark: SparkSession, path: str) -> TableMetadata:
     """The `metaData` action of the table's newest snapshot, which the JVM's DeltaLog keeps up to date
     (a listing of `_delta_log`, some 10 ms)."""
-    jvm = spark._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark._jvm  # type: ignore[attr-defined]
     log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)  # type: ignore[attr-defined]
     none = jvm.scala.Option.empty()
     meta = json.loads(log.update(False, none, none).metadata().json())["metaData"]

@@ -7,10 +7,18 @@ from sql/gold/ are deployed; every number is compared with pycocotools fed the s
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from scenelake import delta_io, views
+from scenelake import delta_io, export, ingest, landing, views
 from scenelake.contracts import all_contracts
 from scenelake.settings import Settings
 from scenelake.trino_client import query, register_tables
@@ -55,13 +63,15 @@ def silver(spark, lake: Settings) -> dict[str, pd.DataFrame]:  # type: ignore[no
     return {name: df[~df["capture_id"].isin(held_out)] for name, df in tables.items()}
 
 
-def reference(silver: dict[str, pd.DataFrame], run_id: str, captures: set[str] | None = None) -> list[float]:
-    """pycocotools on the run's labelled frames (of `captures` only, when given)."""
+def reference(silver: dict[str, pd.DataFrame], run_id: str, captures: set[str] | None = None,
+              only: set[tuple[str, int]] | None = None) -> list[float]:
+    """pycocotools on the run's labelled frames (of `captures` only, and of the (capture, frame) pairs
+    `only`, when given)."""
     dt = silver["dt"][silver["dt"]["run_id"] == run_id]
     in_scope = set(dt["capture_id"]) if captures is None else set(dt["capture_id"]) & captures
     frames = silver["frames"][silver["frames"]["labelled"] & silver["frames"]["capture_id"].isin(in_scope)]
-    image = {key: i + 1 for i, key in enumerate(sorted(zip(frames["capture_id"], frames["frame_index"],
-                                                           strict=True)))}
+    keys = sorted(zip(frames["capture_id"], frames["frame_index"], strict=True))
+    image = {key: i + 1 for i, key in enumerate(k for k in keys if only is None or k in only)}
 
     def coco(df: pd.DataFrame) -> pd.DataFrame:
         keys = list(zip(df["capture_id"], df["frame_index"], strict=True))
@@ -126,3 +136,87 @@ def test_any_grouping_through_the_slice_query(lake, silver) -> None:  # type: ig
         chosen = {c for c, value in zip(captures["capture_id"], label, strict=True) if value == row[2]}
         ref = reference(silver, "person-v2", chosen)
         assert [row[3], row[4]] == pytest.approx([ref[0], ref[1]], abs=1e-9), row[2]
+
+
+def pycocotools_on_files(folder: Path) -> list[float]:
+    """COCOeval (bbox) on an export's two files, loaded as pycocotools loads any COCO file."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(folder / "ground_truth.json"))
+        evaluator = COCOeval(gt, gt.loadRes(str(folder / "results.json")), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [float(v) for v in evaluator.stats]
+
+
+def test_a_slices_false_negatives_export_and_import_back_as_pycocotools_evaluates_them(  # type: ignore[no-untyped-def]
+        spark, lake, silver, tmp_path: Path) -> None:
+    out = tmp_path / "dark"
+    where = "lighting = 'dark'"
+    env = {**os.environ, "SCENELAKE_LAKE_ROOT": lake.lake_root, "SCENELAKE_LANDING_ROOT": lake.landing_root}
+    done = subprocess.run([sys.executable, "-m", "scenelake.cli", "export", "--run", "person-v2", "--where", where,
+                           "--kind", "false_negatives", "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    instances = json.loads((out / "ground_truth.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    manifest = json.loads((out / "export.json").read_text())
+
+    # The frames are the slice's frames with a missed object, as the curated view tells them.
+    frames = {(i["capture_id"], i["frame_index"]) for i in instances["images"]}
+    missed = query(lake, "select distinct capture_id, frame_index from delta.gold.detection_evaluation "
+                         "where run_id = 'person-v2' and lighting = 'dark' and kind = 'ground_truth' "
+                         "and ig_all = 0 and bitwise_and(tp_all, 1) = 0")
+    assert frames == {(r[0], r[1]) for r in missed} and len(frames) >= 5
+    outcomes = [a["outcome"] for a in instances["annotations"]]
+    flagged = [r["outcome"] for r in results]
+    assert manifest["counts"] == {"images": len(frames), "annotations": len(outcomes), "results": len(results),
+                                  "missed": outcomes.count("missed"),
+                                  "false_positives": flagged.count("false_positive")}
+    assert outcomes.count("missed") >= len(frames) and set(flagged) <= {"true_positive", "false_positive", "ignored"}
+    assert manifest["versions"] == {name: delta_io.table_version(spark, lake, name) for name in export.TABLES}
+
+    # Faithful: pycocotools on the files equals pycocotools on the lake's silver rows of those frames.
+    on_files = pycocotools_on_files(out)
+    assert on_files == pytest.approx(reference(silver, "person-v2", only=frames), abs=1e-12)
+
+    # Imported back as a new dataset, the evaluation gives pycocotools' numbers on the files.
+    back = lake.with_overrides(lake_root=str(tmp_path / "lake"), landing_root=str(tmp_path / "landing"))
+    landing.coco_annotations(back, out / "ground_truth.json", "dark-misses", "export")
+    landing.model_run(back, "person-v2", "person-detector", "v2")
+    landing.predictions(back, out / "results.json", "person-v2", "dark-misses", "coco_results")
+    import jobs.evaluate as evaluate_job
+    import jobs.ingest_annotations as annotations_job
+    import jobs.ingest_predictions as predictions_job
+
+    for job in (annotations_job, predictions_job, evaluate_job):
+        job.run(spark, back, progress=ingest.silent)
+    row = delta_io.read_table(spark, back, "gold.detection_metrics").where("category = 'all'").collect()
+    assert len(row) == 1
+    stats = ["ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar1", "ar10", "ar100", "ar_small",
+             "ar_medium", "ar_large"]
+    # gold.detection_metrics holds null where pycocotools prints -1 (no object in the area range).
+    got = [row[0][s] for s in stats]
+    assert [v is None for v in got] == [v == -1 for v in on_files]
+    assert [v for v in got if v is not None] == pytest.approx([v for v in on_files if v != -1], abs=1e-12)
+    assert (row[0]["num_frames"], row[0]["num_predictions"]) == (len(frames), len(results))
+
+    # --again reads the recorded versions and writes the same files.
+    again = tmp_path / "again"
+    export.export_failures(lake, **export.recorded(out), out=again, progress=ingest.silent)
+    for name in ("ground_truth.json", "results.json"):
+        assert (again / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_an_export_filter_names_only_what_it_may(lake, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(export.ExportError, match=r"--where names device_serial: it may name the scenario "
+                                                 r"attributes \(source, .*\) and capture_id, frame_index"):
+        export.export_failures(lake, "person-v2", "device_serial = 'SN1'", "all", tmp_path)
+    with pytest.raises(export.ExportError, match="may not hold a query"):
+        export.export_failures(lake, "person-v2", "lighting in (select 'dark')", "all", tmp_path)
+    with pytest.raises(export.ExportError, match="run 'person-v9' has no evaluated record"):
+        export.export_failures(lake, "person-v9", "", "all", tmp_path)
+    assert not list(tmp_path.iterdir())
