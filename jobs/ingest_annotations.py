@@ -257,10 +257,10 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
 
     # silver.annotations is Z-ordered by capture, and an annotation id starts with its capture id
     # (coco_annotations, mot_annotations): the look-up of earlier winners reads the increment's captures.
-    frames, bad_frames, gone_frames = ingest.reconcile(
+    frames, bad_frames, gone_frames, new_frames = ingest.reconcile(
         spark, settings, FRAMES, candidate_frames(records), ["capture_id", "frame_index"],
         contract(FRAMES).column_names, earlier(candidate_frames), step.full, replaced=step.replaced)
-    annotations, bad_annotations, gone_annotations = ingest.reconcile(
+    annotations, bad_annotations, gone_annotations, new_annotations = ingest.reconcile(
         spark, settings, ANNOTATIONS, candidate_annotations(records), ["annotation_id"],
         contract(ANNOTATIONS).column_names, earlier(candidate_annotations), step.full, narrow=("capture_id",),
         replaced=step.replaced)
@@ -287,10 +287,10 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     done = step.finished(spark, settings)
     marker = delta_io.marker_text(done)
     delta_io.merge(spark, settings, FRAMES, frames, commit_metadata=marker, delete_missing=step.full,
-                   delete=gone_frames)
+                   delete=gone_frames, insert_only=new_frames)
     ingest.crash_point("annotations:after_frames")
     delta_io.merge(spark, settings, ANNOTATIONS, annotations, commit_metadata=marker, delete_missing=step.full,
-                   delete=gone_annotations)
+                   delete=gone_annotations, insert_only=new_annotations)
     delta_io.ensure_marker(spark, settings, ANNOTATIONS, done)
     clock.lap("silver.frames and silver.annotations merged")
     report = Report(names, added, True, frames.count(), annotations.count(), quarantined)

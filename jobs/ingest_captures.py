@@ -215,7 +215,7 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     originals, copies = ingest.split_redeliveries(
         lines, F.lit(""), None if step.full else step.catalog.withColumn("record_no", F.col("line_number")))
     originals = originals.cache()
-    good, rejected, gone = ingest.reconcile(
+    good, rejected, gone, fresh = ingest.reconcile(
         spark, settings, SILVER, candidates(originals.drop("record_no")), ["capture_id"],
         [*contract(SILVER).column_names, "subjects"], lambda names: candidates(step.files(names)), step.full,
         replaced=step.replaced)
@@ -251,7 +251,8 @@ def run(spark: SparkSession, settings: Settings, progress=print) -> IngestReport
     delta_io.merge(spark, settings, SUBJECTS, subjects, commit_metadata=marker, delete_missing=step.full,
                    delete=dropped)
     ingest.crash_point("captures:after_subjects")
-    delta_io.merge(spark, settings, SILVER, captures, commit_metadata=marker, delete_missing=step.full, delete=gone)
+    delta_io.merge(spark, settings, SILVER, captures, commit_metadata=marker, delete_missing=step.full, delete=gone,
+                   insert_only=fresh)
     delta_io.ensure_marker(spark, settings, SILVER, done)
     clock.lap("silver.subjects and silver.captures merged")
     report = IngestReport(new_files, added, True, delta_io.read_table(spark, settings, SILVER).count(), warnings,

@@ -331,7 +331,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
     def reparse(files: list[str]) -> DataFrame:
         return predictions(step.files(files).withColumn("section", F.lit("rows")), frames, runs, captures)
 
-    good, rejected, gone = ingest.reconcile(spark, settings, PREDICTIONS, rows, ["run_id", "prediction_id"],
+    good, rejected, gone, fresh = ingest.reconcile(spark, settings, PREDICTIONS, rows, ["run_id", "prediction_id"],
                                             contract(PREDICTIONS).column_names, reparse, step.full,
                                             replaced=step.replaced)
     good = good.cache()
@@ -373,7 +373,7 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
         delta_io.merge(spark, settings, RUNS, runs, commit_metadata=delta_io.marker_text(marker))
     ingest.crash_point("predictions:after_runs")
     delta_io.merge(spark, settings, PREDICTIONS, good, commit_metadata=delta_io.marker_text(marker),
-                   delete_missing=step.full, delete=gone)
+                   delete_missing=step.full, delete=gone, insert_only=fresh)
     delta_io.ensure_marker(spark, settings, PREDICTIONS, marker)
     clock.lap("silver.predictions merged")
     report = Report(names, added, True, runs.count(), kept, quarantined)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -490,15 +490,25 @@ def with_reopened(step: Increment, reopened: list[str]) -> DataFrame:
     return step.records.unionByName(step.files(more).select(*step.records.columns)) if more else step.records
 
 
+class Reconciled(NamedTuple):
+    kept: DataFrame  # the winners to merge, one per key
+    rejected: DataFrame  # every rejected row, with its rule
+    gone: DataFrame | None  # keys of silver rows to delete (None: none to look for)
+    fresh: bool  # no silver row holds a key of `kept` (and none is to go): the merge may append them
+
+
 def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: DataFrame, key: list[str],
               columns: list[str], reparse: Callable[[list[str]], DataFrame], full: bool,
               narrow: tuple[str, ...] | None = None,
-              replaced: tuple[str, ...] = ()) -> tuple[DataFrame, DataFrame, DataFrame | None]:
+              replaced: tuple[str, ...] = ()) -> Reconciled:
     """Judge new candidate rows (with `rule`) against the silver table: the winners to merge (one
     per key, `columns` kept), every rejected row (with its rule), and the keys of silver rows to
     delete (None when there are none to look for): rows an earlier version of a `replaced` file put
     there whose key no candidate wins now (the candidates hold the replaced files' newest versions
-    and the files that lost a key to them, see `refresh`).
+    and the files that lost a key to them, see `refresh`). `fresh` says that the look-up found no
+    silver row with any of the candidates' keys (new captures, a new run: the usual increment), so
+    that `delta_io.merge(..., insert_only=True)` appends the winners instead of joining them with
+    the table.
 
     The rule is the full rebuild's, "latest delivery wins": the good rows of the increment compete
     with the records that won each of their keys so far. Those are found through silver's
@@ -514,6 +524,7 @@ def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: 
     captures), not the whole table."""
     good = candidates.where(F.col("rule").isNull()).drop("rule")
     pool = good
+    files: list[str] | None = None
     if not full and delta_io.table_exists(spark, settings, silver):
         keys = good.select(*key).distinct()
         laid_out = contracts.contract(silver).lookup_columns if narrow is None else narrow
@@ -533,7 +544,7 @@ def reconcile(spark: SparkSession, settings: Settings, silver: str, candidates: 
         # Built on `kept`, so that once the job caches it this look-up reads the cache (`materialized`).
         gone = (delta_io.read_table(spark, settings, silver).where(F.col("source_file").isin(*replaced))
                 .select(*key).join(kept.select(*key), key, "left_anti"))
-    return kept, rejected, gone
+    return Reconciled(kept, rejected, gone, files == [] and gone is None)
 
 
 def materialized(spark: SparkSession, rows: DataFrame | None) -> DataFrame | None:
