@@ -332,8 +332,8 @@ def run(spark: SparkSession, settings: Settings, progress: ingest.Progress = pri
         return predictions(step.files(files).withColumn("section", F.lit("rows")), frames, runs, captures)
 
     good, rejected, gone, fresh = ingest.reconcile(spark, settings, PREDICTIONS, rows, ["run_id", "prediction_id"],
-                                            contract(PREDICTIONS).column_names, reparse, step.full,
-                                            replaced=step.replaced)
+                                                   contract(PREDICTIONS).column_names, reparse, step.full,
+                                                   replaced=step.replaced)
     good = good.cache()
     if lost is not None:
         # Those that do not win their key again (they wait for their frame now) leave silver.

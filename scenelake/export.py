@@ -172,13 +172,13 @@ def current_versions(settings: Settings, user: str | None = None) -> dict[str, i
 
 def coco_files(images: list[list[Any]], records: list[list[Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(instances, results) from the rows of `images_query` and `records_query`."""
-    ids = {(r[0], int(r[1])): i + 1 for i, r in enumerate(images)}
+    ids: dict[tuple[str, int], int] = {}
     coco_images = []
-    for (capture, frame), image_id in ids.items():
-        row = images[image_id - 1]
-        image = {"id": image_id, "file_name": row[6] or f"{capture}/{frame}", "capture_id": capture,
-                 "frame_index": frame}
-        image.update({k: int(v) for k, v in (("width", row[4]), ("height", row[5])) if v is not None})
+    for image_id, (capture, frame, _, _, width, height, file_name) in enumerate(images, 1):
+        ids[(capture, int(frame))] = image_id
+        image = {"id": image_id, "file_name": file_name or f"{capture}/{frame}", "capture_id": capture,
+                 "frame_index": int(frame)}
+        image.update({k: int(v) for k, v in (("width", width), ("height", height)) if v is not None})
         coco_images.append(image)
     annotations: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
